@@ -1,0 +1,468 @@
+//! Readers: a snapshot of the durable state from HEAD, and scans over memory-mapped windows of
+//! the segments below it. Readers never read past the durable end the writer published, and
+//! they work in any process, while a writer appends or after it crashed.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::format::frame::{self, FrameView};
+use crate::format::head::{Head, HEAD_FILE_BYTES};
+use crate::format::index::{self, IndexEntry};
+use crate::format::segment_header::{segment_file_name, SEGMENT_HEADER_BYTES};
+use crate::format::slot::{SlotError, SlotView};
+use crate::storage::{FileStorage, Mapped, OpenMode, Storage, StorageFile};
+
+use super::notify::Notify;
+use super::options::LogOptions;
+use super::segments::{self, index_file_name, HEAD_FILE_NAME};
+
+/// Read access to a log, in this process or another.
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) options: LogOptions,
+    pub(crate) notify: Option<Arc<Notify>>,
+}
+
+/// The durable state a reader works against: HEAD and the segments it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The published HEAD.
+    pub head: Head,
+    /// Base offsets of the visible segments, ascending; the last is `head.active_base`.
+    pub segments: Vec<u64>,
+}
+
+/// Reads the HEAD file of `storage`; `Ok(None)` when it does not exist.
+pub(crate) fn read_head(storage: &dyn Storage) -> Result<Option<Head>, Error> {
+    let file = match storage.open(HEAD_FILE_NAME, OpenMode::Read) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("opening HEAD", e)),
+    };
+    let mut buf = [0u8; HEAD_FILE_BYTES];
+    for _attempt in 0..8 {
+        let len = file.len().map_err(|e| Error::io("reading HEAD", e))?;
+        let n = usize::try_from(len.min(HEAD_FILE_BYTES as u64)).unwrap_or(0);
+        let dst = buf.get_mut(..n).unwrap_or(&mut []);
+        file.read_exact_at(dst, 0).map_err(|e| Error::io("reading HEAD", e))?;
+        if let Some(head) = Head::decode_file(buf.get(..n).unwrap_or(&[])) {
+            return Ok(Some(head));
+        }
+        // Both copies unreadable: either damage, or a race with a writer; look again.
+        std::thread::yield_now();
+    }
+    Err(Error::corrupt(HEAD_FILE_NAME, 0, None, "no valid copy of HEAD"))
+}
+
+impl LogReader {
+    /// Opens the log in `dir` for reading. A missing log is [`Error::NotFound`]; nothing is
+    /// ever created.
+    pub fn open(dir: &Path, options: LogOptions) -> Result<LogReader, Error> {
+        if !dir.is_dir() {
+            return Err(Error::NotFound { path: dir.to_path_buf() });
+        }
+        let storage: Arc<dyn Storage> = Arc::new(FileStorage::new(dir));
+        let reader = LogReader { storage, options, notify: None };
+        let has_head = reader.storage.exists(HEAD_FILE_NAME).unwrap_or(false);
+        if !has_head && segments::list_segments(reader.storage.as_ref())?.is_empty() {
+            return Err(Error::NotFound { path: dir.to_path_buf() });
+        }
+        Ok(reader)
+    }
+
+    /// A reader over any storage.
+    pub fn with_storage(storage: Arc<dyn Storage>, options: LogOptions) -> LogReader {
+        LogReader { storage, options, notify: None }
+    }
+
+    /// The options the reader uses.
+    pub fn options(&self) -> &LogOptions {
+        &self.options
+    }
+
+    /// The durable state as published now.
+    pub fn snapshot(&self) -> Result<Snapshot, Error> {
+        let head = read_head(self.storage.as_ref())?.ok_or_else(|| {
+            Error::corrupt(HEAD_FILE_NAME, 0, None, "HEAD is missing; open the log for writing to recover it")
+        })?;
+        let mut segments = segments::list_segments(self.storage.as_ref())?;
+        segments.retain(|b| *b <= head.active_base);
+        if segments.last() != Some(&head.active_base) {
+            return Err(Error::corrupt(
+                segment_file_name(head.active_base),
+                0,
+                None,
+                "the active segment named by HEAD is missing",
+            ));
+        }
+        Ok(Snapshot { head, segments })
+    }
+
+    /// Scans records from `from` up to the durable end of the current snapshot.
+    pub fn scan(&self, from: u64) -> Result<Scan, Error> {
+        let snapshot = self.snapshot()?;
+        Scan::new(self.clone(), snapshot, from)
+    }
+
+    /// Scans records from `from` within a given snapshot.
+    pub fn scan_snapshot(&self, snapshot: Snapshot, from: u64) -> Result<Scan, Error> {
+        Scan::new(self.clone(), snapshot, from)
+    }
+
+    /// The record at `offset`, or `Ok(None)` past the durable end.
+    pub fn get(&self, offset: u64) -> Result<Option<Record>, Error> {
+        self.scan(offset)?.next().transpose()
+    }
+
+    /// Sparse index entries of segment `base` that lie below `end` bytes (empty when the
+    /// index is missing or damaged; scans then start at the segment's first frame).
+    pub fn index_entries(&self, base: u64, end: u64) -> Vec<IndexEntry> {
+        let name = index_file_name(base);
+        let Ok(file) = self.storage.open(&name, OpenMode::Read) else { return Vec::new() };
+        let Ok(len) = file.len() else { return Vec::new() };
+        let Ok(n) = usize::try_from(len) else { return Vec::new() };
+        let mut buf = vec![0u8; n];
+        if file.read_exact_at(&mut buf, 0).is_err() {
+            return Vec::new();
+        }
+        let mut entries = index::decode_file(&buf).unwrap_or_default();
+        entries.retain(|e| e.position < end);
+        entries
+    }
+
+    /// The first offset whose frame timestamp is at or after `timestamp_ns`, or `None` when
+    /// every durable record is older.
+    pub fn offset_at_time(&self, timestamp_ns: u64) -> Result<Option<u64>, Error> {
+        let snapshot = self.snapshot()?;
+        // Find the last segment whose first record is not newer than the target.
+        let mut start = snapshot.segments.first().copied().unwrap_or(0);
+        for base in &snapshot.segments {
+            let end = segment_end(self.storage.as_ref(), &snapshot, *base)?;
+            let entries = self.index_entries(*base, end);
+            match entries.first() {
+                Some(first) if first.timestamp_ns <= timestamp_ns => start = *base,
+                Some(_) => break,
+                None => start = *base,
+            }
+            if let Some(e) = entries.iter().rev().find(|e| e.timestamp_ns < timestamp_ns) {
+                start = start.max(e.offset);
+            }
+        }
+        for record in self.scan_snapshot(snapshot, start)? {
+            let record = record?;
+            if record.view().timestamp_ns() >= timestamp_ns {
+                return Ok(Some(record.offset()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Durable end (bytes) of segment `base` within `snapshot`.
+pub(crate) fn segment_end(storage: &dyn Storage, snapshot: &Snapshot, base: u64) -> Result<u64, Error> {
+    if base == snapshot.head.active_base {
+        return Ok(snapshot.head.durable_len);
+    }
+    let file = segments::open_segment(storage, base, OpenMode::Read)?;
+    file.len().map_err(|e| Error::io(format!("reading the length of {}", segment_file_name(base)), e))
+}
+
+/// One durable record, borrowed zero-copy from a mapped window.
+#[derive(Debug, Clone)]
+pub struct Record {
+    window: Mapped,
+    start: usize,
+    len: usize,
+    segment_base: u64,
+    position: u64,
+    storage: Arc<dyn Storage>,
+}
+
+impl Record {
+    /// The record's frame (already CRC-checked by the scan that produced it).
+    pub fn view(&self) -> FrameView<'_> {
+        let bytes = self.window.get(self.start..self.start + self.len).unwrap_or(&[]);
+        // The scan decoded and checked these bytes before handing them out.
+        frame::decode_unchecked(bytes).unwrap_or_else(|| frame::empty_view())
+    }
+    /// Log offset.
+    pub fn offset(&self) -> u64 {
+        self.view().offset()
+    }
+    /// Base offset of the segment holding the record.
+    pub fn segment_base(&self) -> u64 {
+        self.segment_base
+    }
+    /// Byte position of the frame in its segment.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+    /// The tenant id (tenant ids are validated UTF-8 when written).
+    pub fn tenant(&self) -> String {
+        String::from_utf8_lossy(self.view().tenant()).into_owned()
+    }
+    /// Reads slot `index`, tolerating a concurrent erasure: a slot that fails its CRC is
+    /// re-read from the file before it is reported as corrupt.
+    pub fn slot(&self, index: usize) -> Result<OwnedSlot, Error> {
+        let view = self.view();
+        let first = view.slot(index).map(OwnedSlot::from);
+        let err = match first {
+            Ok(slot) => return Ok(slot),
+            Err(e) => e,
+        };
+        if index >= view.slot_count() {
+            return Err(Error::InvalidInput { reason: format!("record has no slot {index}") });
+        }
+        let range = view.slot_range(index).ok_or(SlotError::Truncated);
+        for _attempt in 0..3 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            if let Ok(Ok(slot)) = range.clone().map(|r| self.reread_slot(r, view.slot_len(index))) {
+                return Ok(slot);
+            }
+        }
+        Err(Error::corrupt(
+            segment_file_name(self.segment_base),
+            self.position,
+            Some(view.offset()),
+            format!("slot {index}: {err}"),
+        ))
+    }
+
+    fn reread_slot(&self, range: std::ops::Range<usize>, content_len: u64) -> Result<OwnedSlot, Error> {
+        let file = segments::open_segment(self.storage.as_ref(), self.segment_base, OpenMode::Read)?;
+        let mut buf = vec![0u8; range.len()];
+        file.read_exact_at(&mut buf, self.position + range.start as u64)
+            .map_err(|e| Error::io("re-reading a slot", e))?;
+        let slot = crate::format::slot::decode(&buf, content_len)
+            .map_err(|e| Error::corrupt(segment_file_name(self.segment_base), self.position, None, e.to_string()))?;
+        Ok(OwnedSlot::from(slot))
+    }
+}
+
+/// A slot's content, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedSlot {
+    /// Content present.
+    Live(Vec<u8>),
+    /// Content erased; its length survives.
+    Erased(u64),
+}
+
+impl From<SlotView<'_>> for OwnedSlot {
+    fn from(v: SlotView<'_>) -> Self {
+        match v {
+            SlotView::Live { content, .. } => OwnedSlot::Live(content.to_vec()),
+            SlotView::Erased { content_len } => OwnedSlot::Erased(content_len),
+        }
+    }
+}
+
+/// A forward scan over durable records, through mapped windows of bounded size.
+#[derive(Debug)]
+pub struct Scan {
+    reader: LogReader,
+    snapshot: Snapshot,
+    segment_index: usize,
+    file: Option<Arc<dyn StorageFile>>,
+    segment_end: u64,
+    window: Option<Mapped>,
+    window_start: u64,
+    pos: u64,
+    next_offset: u64,
+    from: u64,
+    done: bool,
+}
+
+impl Scan {
+    fn new(reader: LogReader, snapshot: Snapshot, from: u64) -> Result<Scan, Error> {
+        let segment_index = snapshot
+            .segments
+            .iter()
+            .rposition(|b| *b <= from)
+            .unwrap_or(0);
+        let mut scan = Scan {
+            reader,
+            snapshot,
+            segment_index,
+            file: None,
+            segment_end: 0,
+            window: None,
+            window_start: 0,
+            pos: SEGMENT_HEADER_BYTES as u64,
+            next_offset: 0,
+            from,
+            done: false,
+        };
+        scan.open_segment(true)?;
+        Ok(scan)
+    }
+
+    /// The snapshot this scan reads.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    fn open_segment(&mut self, seek: bool) -> Result<(), Error> {
+        let Some(base) = self.snapshot.segments.get(self.segment_index).copied() else {
+            self.done = true;
+            return Ok(());
+        };
+        let storage = self.reader.storage.as_ref();
+        let file = segments::open_segment(storage, base, OpenMode::Read)?;
+        segments::read_header(storage, file.as_ref(), base)?;
+        self.segment_end = segment_end(storage, &self.snapshot, base)?;
+        self.file = Some(file);
+        self.window = None;
+        self.pos = SEGMENT_HEADER_BYTES as u64;
+        self.next_offset = base;
+        if seek && self.from > base {
+            let entries = self.reader.index_entries(base, self.segment_end);
+            let at = entries.partition_point(|e| e.offset <= self.from);
+            if let Some(entry) = at.checked_sub(1).and_then(|i| entries.get(i)) {
+                if self.frame_at_has_offset(entry.position, entry.offset) {
+                    self.pos = entry.position;
+                    self.next_offset = entry.offset;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn frame_at_has_offset(&mut self, position: u64, offset: u64) -> bool {
+        let saved = (self.pos, self.window.clone(), self.window_start);
+        self.pos = position;
+        let ok = matches!(self.decode_at(), Ok(Some((start, len))) if self
+            .window
+            .as_ref()
+            .and_then(|w| w.get(start..start + len))
+            .and_then(frame::decode_unchecked)
+            .is_some_and(|v| v.offset() == offset));
+        (self.pos, self.window, self.window_start) = saved;
+        ok
+    }
+
+    /// Ensures the window covers `[pos, pos + need)`, remapping when it does not.
+    fn ensure_window(&mut self, need: u64) -> Result<(), Error> {
+        let covered = self.window.as_ref().is_some_and(|w| {
+            self.pos >= self.window_start && self.pos + need <= self.window_start + w.len() as u64
+        });
+        if covered {
+            return Ok(());
+        }
+        let file = self.file.as_ref().ok_or(Error::Closed)?;
+        let len = self.reader.options.read_window_bytes.max(need).min(self.segment_end - self.pos);
+        let name = || segment_file_name(self.snapshot.segments.get(self.segment_index).copied().unwrap_or(0));
+        let map = file.map(self.pos, len).map_err(|e| Error::io(format!("mapping {}", name()), e))?;
+        self.window = Some(map);
+        self.window_start = self.pos;
+        Ok(())
+    }
+
+    /// Decodes the frame at `pos`; returns its range inside the window, or `None` at the end
+    /// of the segment.
+    fn decode_at(&mut self) -> Result<Option<(usize, usize)>, Error> {
+        if self.pos >= self.segment_end {
+            return Ok(None);
+        }
+        let base = self.snapshot.segments.get(self.segment_index).copied().unwrap_or(0);
+        let remaining = self.segment_end - self.pos;
+        let corrupt = |pos, why: String| Error::corrupt(segment_file_name(base), pos, None, why);
+        if remaining < frame::FRAME_HEADER_BYTES as u64 {
+            return Err(corrupt(self.pos, format!("{remaining} stray bytes at the end of the segment")));
+        }
+        self.ensure_window(frame::FRAME_HEADER_BYTES as u64)?;
+        let start = usize::try_from(self.pos - self.window_start).unwrap_or(usize::MAX);
+        let frame_len = self
+            .window
+            .as_ref()
+            .and_then(|w| crate::format::u32_at(w, start))
+            .map_or(0, u64::from);
+        if frame_len > remaining {
+            return Err(corrupt(self.pos, format!("frame length {frame_len} runs past the durable end")));
+        }
+        self.ensure_window(frame_len.max(frame::FRAME_HEADER_BYTES as u64))?;
+        let start = usize::try_from(self.pos - self.window_start).unwrap_or(usize::MAX);
+        let window = self.window.as_ref().ok_or(Error::Closed)?;
+        let bytes = window.get(start..).unwrap_or(&[]);
+        let view = frame::decode(bytes, self.reader.options.limits.record_bytes_max)
+            .map_err(|e| corrupt(self.pos, e.to_string()))?;
+        Ok(Some((start, view.bytes().len())))
+    }
+
+    /// Advances to the next record and returns its frame, borrowed from the window.
+    /// This is the allocation-free path that `verify` uses.
+    pub fn next_view(&mut self) -> Option<Result<(FrameView<'_>, u64, u64), Error>> {
+        match self.advance() {
+            Ok(Some((start, len, base, position))) => {
+                let bytes = self.window.as_ref()?.get(start..start + len)?;
+                frame::decode_unchecked(bytes).map(|v| Ok((v, base, position)))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    fn advance(&mut self) -> Result<Option<(usize, usize, u64, u64)>, Error> {
+        while !self.done {
+            if self.next_offset >= self.snapshot.head.next_offset {
+                self.done = true;
+                break;
+            }
+            let Some((start, len)) = self.decode_at()? else {
+                self.segment_index += 1;
+                self.open_segment(false)?;
+                continue;
+            };
+            let base = self.snapshot.segments.get(self.segment_index).copied().unwrap_or(0);
+            let position = self.pos;
+            let view = self
+                .window
+                .as_ref()
+                .and_then(|w| w.get(start..start + len))
+                .and_then(frame::decode_unchecked);
+            let offset = view.map_or(u64::MAX, |v| v.offset());
+            if offset != self.next_offset {
+                self.done = true;
+                return Err(Error::verify(
+                    segment_file_name(base),
+                    position,
+                    offset,
+                    format!("expected offset {}, found {offset}", self.next_offset),
+                ));
+            }
+            self.pos += len as u64;
+            self.next_offset += 1;
+            if offset < self.from {
+                continue;
+            }
+            return Ok(Some((start, len, base, position)));
+        }
+        Ok(None)
+    }
+}
+
+impl Iterator for Scan {
+    type Item = Result<Record, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.advance() {
+            Ok(Some((start, len, segment_base, position))) => Some(Ok(Record {
+                window: self.window.clone()?,
+                start,
+                len,
+                segment_base,
+                position,
+                storage: self.reader.storage.clone(),
+            })),
+            Ok(None) => None,
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The sequencer thread: the only code that writes segments. It drains the command channel
+//! into groups, runs admission, assigns offsets and timestamps, seals frames into one buffer,
+//! writes it with one `pwrite`, and when any command in the group needs durability calls
+//! `fdatasync` once and publishes HEAD before replying.
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::error::Error;
+use crate::format::erasure::SlotRef;
+use crate::format::frame::{self, Prepared, SealFields, BATCH_FIRST, BATCH_LAST};
+use crate::format::head::{Head, HEAD_FLAG_CLEAN, NONE};
+use crate::format::segment_header::{segment_file_name, SEGMENT_HEADER_BYTES};
+use crate::storage::{Storage, StorageFile};
+
+use super::admission::{Admission, AdmitDecision};
+use super::index::IndexWriter;
+use super::notify::Notify;
+use super::options::{Durability, LogOptions, Receipt};
+use super::segments;
+
+/// A reply to an append: receipts in batch order.
+pub type Reply = Result<Vec<Receipt>, Error>;
+
+/// Commands sent to the sequencer.
+pub enum Command {
+    /// Append one atomic batch.
+    Append { frames: Vec<Prepared>, durability: Durability, reply: Sender<Reply> },
+    /// Make everything durable.
+    Sync { reply: Sender<Result<(), Error>> },
+    /// Erase slots (see `Log::erase`).
+    Erase { tenant: String, targets: Vec<SlotRef>, note: Vec<u8>, reply: Sender<Result<Receipt, Error>> },
+    /// Install an admission check.
+    SetAdmission { admission: Box<dyn Admission>, reply: Sender<Result<(), Error>> },
+    /// Sync, mark HEAD clean, stop.
+    Close { reply: Sender<Result<(), Error>> },
+}
+
+/// Most commands taken into one group.
+const GROUP_COMMANDS_MAX: usize = 1024;
+/// Flush the group buffer to the file when it grows past this.
+const FLUSH_BYTES: usize = 8 * 1024 * 1024;
+
+/// Everything the writer knows; owned by the sequencer thread.
+#[derive(Debug)]
+pub struct WriterState {
+    pub(super) storage: Arc<dyn Storage>,
+    pub(super) options: LogOptions,
+    pub(super) notify: Arc<Notify>,
+    pub(super) active_base: u64,
+    pub(super) file: Arc<dyn StorageFile>,
+    pub(super) head_file: Arc<dyn StorageFile>,
+    pub(super) index: IndexWriter,
+    /// Bytes of the active segment that are written or buffered.
+    pub(super) written_len: u64,
+    /// Bytes of the active segment handed to `pwrite`.
+    pub(super) flushed_len: u64,
+    /// Bytes of the active segment known durable.
+    pub(super) synced_len: u64,
+    pub(super) next_offset: u64,
+    pub(super) head_hash: [u8; 32],
+    pub(super) last_timestamp_ns: u64,
+    pub(super) last_frame_pos: u64,
+    pub(super) generation: u64,
+    pub(super) erase_pending_from: u64,
+    pub(super) admission: Option<Box<dyn Admission>>,
+    pub(super) buf: Vec<u8>,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl WriterState {
+    fn segment_name(&self) -> String {
+        segment_file_name(self.active_base)
+    }
+
+    /// Admission, then [`Self::sequence_unchecked`].
+    fn sequence(&mut self, frames: Vec<Prepared>) -> Result<Vec<Receipt>, Error> {
+        if let Some(admission) = self.admission.as_mut() {
+            let views: Vec<_> = frames.iter().filter_map(|p| frame::decode_unchecked(&p.bytes)).collect();
+            match admission.admit(self.next_offset, &views) {
+                AdmitDecision::Accept => {}
+                AdmitDecision::Reject(reason) => return Err(Error::Rejected { reason }),
+                AdmitDecision::Duplicate(receipts) => return Ok(receipts),
+            }
+        }
+        self.sequence_unchecked(frames)
+    }
+
+    /// Rolls the segment if the batch does not fit, then seals the batch into the buffer.
+    pub(super) fn sequence_unchecked(&mut self, mut frames: Vec<Prepared>) -> Result<Vec<Receipt>, Error> {
+        let batch_bytes: u64 = frames.iter().map(|p| p.bytes.len() as u64).sum();
+        let header = SEGMENT_HEADER_BYTES as u64;
+        if self.written_len > header && self.written_len + batch_bytes > self.options.segment_bytes_max {
+            self.roll()?;
+        }
+        let now = now_ns();
+        let batch_len = u32::try_from(frames.len()).unwrap_or(u32::MAX);
+        let mut receipts = Vec::with_capacity(frames.len());
+        let last = frames.len().saturating_sub(1);
+        for (i, p) in frames.iter_mut().enumerate() {
+            let flags = if i == 0 { BATCH_FIRST } else { 0 } | if i == last { BATCH_LAST } else { 0 };
+            let timestamp_ns = now.max(self.last_timestamp_ns);
+            let fields = SealFields {
+                offset: self.next_offset,
+                timestamp_ns,
+                synced_len: self.synced_len,
+                batch_flags: flags,
+                batch_len,
+                prev_hash: self.head_hash,
+            };
+            let hash = frame::seal(&mut p.bytes, &p.body_digest, p.crc_tail, &fields)
+                .ok_or_else(|| Error::InvalidInput { reason: "malformed prepared frame".to_string() })?;
+            assert_eq!(frame::decode_unchecked(&p.bytes).map(|v| v.prev_hash()), Some(self.head_hash));
+            self.index.offer(self.next_offset, self.written_len, timestamp_ns);
+            self.buf.extend_from_slice(&p.bytes);
+            receipts.push(Receipt { offset: self.next_offset, hash, timestamp_ns });
+            self.last_frame_pos = self.written_len;
+            self.written_len += p.bytes.len() as u64;
+            self.next_offset += 1;
+            self.head_hash = hash;
+            self.last_timestamp_ns = timestamp_ns;
+        }
+        if self.buf.len() >= FLUSH_BYTES {
+            self.flush()?;
+        }
+        Ok(receipts)
+    }
+
+    /// Writes the buffer with one pwrite.
+    pub(super) fn flush(&mut self) -> Result<(), Error> {
+        if !self.buf.is_empty() {
+            debug_assert_eq!(self.flushed_len + self.buf.len() as u64, self.written_len);
+            let name = self.segment_name();
+            self.file
+                .write_all_at(&self.buf, self.flushed_len)
+                .map_err(|e| Error::io(format!("writing {name}"), e))?;
+            self.flushed_len += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        self.index.flush()
+    }
+
+    /// Flushes, fsyncs the active segment and publishes HEAD.
+    pub(super) fn sync(&mut self) -> Result<(), Error> {
+        self.flush()?;
+        if self.synced_len < self.flushed_len {
+            let name = self.segment_name();
+            self.file.sync_data().map_err(|e| Error::io(format!("syncing {name}"), e))?;
+            self.synced_len = self.flushed_len;
+        }
+        self.publish(0)
+    }
+
+    /// Writes the durable state to HEAD (no fsync unless `flags` marks a clean close).
+    pub(super) fn publish(&mut self, flags: u32) -> Result<(), Error> {
+        self.generation += 1;
+        let head = Head {
+            flags,
+            generation: self.generation,
+            active_base: self.active_base,
+            durable_len: self.synced_len,
+            next_offset: self.next_offset,
+            head_hash: self.head_hash,
+            last_frame_pos: self.last_frame_pos,
+            last_timestamp_ns: self.last_timestamp_ns,
+            erase_pending_from: self.erase_pending_from,
+        };
+        debug_assert_eq!(self.synced_len, self.written_len, "HEAD only publishes durable bytes");
+        self.head_file
+            .write_all_at(&head.encode(), head.copy_position())
+            .map_err(|e| Error::io("writing HEAD", e))?;
+        if flags & HEAD_FLAG_CLEAN != 0 {
+            self.head_file.sync_data().map_err(|e| Error::io("syncing HEAD", e))?;
+        }
+        self.notify.publish();
+        Ok(())
+    }
+
+    /// Seals the active segment (fsynced) and starts a new one at the next offset.
+    fn roll(&mut self) -> Result<(), Error> {
+        self.sync()?;
+        let base = self.next_offset;
+        let file = segments::create_segment(self.storage.as_ref(), base, self.head_hash)?;
+        let index =
+            IndexWriter::create(self.storage.as_ref(), base, &[], self.options.index_interval_bytes)?;
+        self.active_base = base;
+        self.file = file;
+        self.index = index;
+        let header = SEGMENT_HEADER_BYTES as u64;
+        self.written_len = header;
+        self.flushed_len = header;
+        self.synced_len = header;
+        self.last_frame_pos = NONE;
+        self.publish(0)
+    }
+
+    fn close(&mut self) -> Result<(), Error> {
+        self.sync()?;
+        self.publish(HEAD_FLAG_CLEAN)
+    }
+}
+
+/// What one group owes its commands once the group is written.
+#[derive(Default)]
+struct GroupReplies {
+    appends: Vec<(Sender<Reply>, Reply, Durability)>,
+    syncs: Vec<Sender<Result<(), Error>>>,
+    close: Option<Sender<Result<(), Error>>>,
+}
+
+/// The sequencer's main loop. Runs until the channel closes or a Close command arrives.
+pub fn run(mut state: WriterState, rx: &Receiver<Command>, poisoned: &Arc<Mutex<Option<String>>>) {
+    let mut group: Vec<Command> = Vec::with_capacity(GROUP_COMMANDS_MAX);
+    while let Ok(first) = rx.recv() {
+        group.push(first);
+        while group.len() < GROUP_COMMANDS_MAX {
+            match rx.try_recv() {
+                Ok(c) => group.push(c),
+                Err(_) => break,
+            }
+        }
+        let stop = process_group(&mut state, &mut group, poisoned);
+        if stop {
+            break;
+        }
+    }
+}
+
+fn poison_reason(poisoned: &Arc<Mutex<Option<String>>>) -> Option<String> {
+    poisoned.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+fn set_poison(poisoned: &Arc<Mutex<Option<String>>>, error: &Error) {
+    let mut p = poisoned.lock().unwrap_or_else(|p| p.into_inner());
+    if p.is_none() {
+        *p = Some(error.to_string());
+    }
+}
+
+/// Processes one group; returns true when the sequencer should stop.
+fn process_group(
+    state: &mut WriterState,
+    group: &mut Vec<Command>,
+    poisoned: &Arc<Mutex<Option<String>>>,
+) -> bool {
+    let mut replies = GroupReplies::default();
+    let mut failure: Option<Error> = None;
+    for command in group.drain(..) {
+        if let Some(reason) = poison_reason(poisoned) {
+            reply_poisoned(command, &reason);
+            continue;
+        }
+        match command {
+            Command::Append { frames, durability, reply } => match state.sequence(frames) {
+                Ok(receipts) => replies.appends.push((reply, Ok(receipts), durability)),
+                Err(e @ (Error::Rejected { .. } | Error::InvalidInput { .. })) => {
+                    let _ = reply.send(Err(e));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(Error::Poisoned { reason: e.to_string() }));
+                    set_poison(poisoned, &e);
+                    failure = Some(e);
+                }
+            },
+            Command::Sync { reply } => replies.syncs.push(reply),
+            Command::SetAdmission { admission, reply } => {
+                state.admission = Some(admission);
+                let _ = reply.send(Ok(()));
+            }
+            Command::Erase { tenant, targets, note, reply } => {
+                let result = super::erase::erase(state, &tenant, &targets, &note);
+                if let Err(e) = &result {
+                    if !matches!(e, Error::InvalidInput { .. } | Error::Rejected { .. }) {
+                        set_poison(poisoned, e);
+                    }
+                }
+                let _ = reply.send(result);
+            }
+            Command::Close { reply } => replies.close = Some(reply),
+        }
+    }
+    let needs_sync = !replies.syncs.is_empty()
+        || replies.close.is_some()
+        || replies.appends.iter().any(|(_, _, d)| *d == Durability::Sync);
+    let written = if failure.is_some() {
+        Err(())
+    } else if needs_sync {
+        state.sync().map_err(|e| set_poison(poisoned, &e))
+    } else {
+        state.flush().map_err(|e| set_poison(poisoned, &e))
+    };
+    finish_group(state, replies, written.is_ok(), poisoned)
+}
+
+fn finish_group(
+    state: &mut WriterState,
+    replies: GroupReplies,
+    written: bool,
+    poisoned: &Arc<Mutex<Option<String>>>,
+) -> bool {
+    let failed = || Error::Poisoned { reason: poison_reason(poisoned).unwrap_or_default() };
+    for (reply, result, _) in replies.appends {
+        let _ = reply.send(if written { result } else { Err(failed()) });
+    }
+    for reply in replies.syncs {
+        let _ = reply.send(if written { Ok(()) } else { Err(failed()) });
+    }
+    if let Some(reply) = replies.close {
+        let result = if written && poison_reason(poisoned).is_none() { state.close() } else { Err(failed()) };
+        let _ = reply.send(result);
+        return true;
+    }
+    false
+}
+
+fn reply_poisoned(command: Command, reason: &str) {
+    let err = || Error::Poisoned { reason: reason.to_string() };
+    match command {
+        Command::Append { reply, .. } => {
+            let _ = reply.send(Err(err()));
+        }
+        Command::Sync { reply } | Command::SetAdmission { reply, .. } | Command::Close { reply } => {
+            let _ = reply.send(Err(err()));
+        }
+        Command::Erase { reply, .. } => {
+            let _ = reply.send(Err(err()));
+        }
+    }
+}
