@@ -1,1 +1,37 @@
-//! Shared helpers for the workspace-level tests and benches.
+//! Shared helpers for the workspace-level tests (`tests/`) and benches (`benches/`).
+
+use meshflow_engine::log::{LogOptions, RecordInput};
+
+/// Record kind used by test records.
+pub const KIND_TEST: u16 = 0x0200;
+
+/// A test record whose payload and slots encode `n`, so its content can be checked later.
+pub fn test_record(n: u64) -> RecordInput {
+    RecordInput::new(KIND_TEST, "tenant-a", format!("payload-{n}").into_bytes())
+        .with_slot(format!("input-{n}").into_bytes())
+        .with_slot(format!("output-{n}-{}", "x".repeat((n % 7) as usize)).into_bytes())
+}
+
+/// The number a test record encodes, from its payload.
+pub fn record_number(payload: &[u8]) -> Option<u64> {
+    std::str::from_utf8(payload)
+        .ok()?
+        .strip_prefix("payload-")?
+        .parse()
+        .ok()
+}
+
+/// Options with small segments and indexes, so tests cross segment boundaries quickly.
+pub fn small_options() -> LogOptions {
+    let mut o = LogOptions {
+        segment_bytes_max: 64 * 1024,
+        ..LogOptions::default()
+    };
+    o.limits.record_bytes_max = 16 * 1024;
+    o.limits.payload_bytes_max = 8 * 1024;
+    o.limits.slot_bytes_max = 8 * 1024;
+    o.limits.batch_bytes_max = 32 * 1024;
+    o.index_interval_bytes = 1024;
+    o.read_window_bytes = 8192;
+    o
+}

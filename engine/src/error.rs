@@ -95,7 +95,10 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with what the engine was doing.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// Builds a corruption error.
@@ -182,10 +185,16 @@ impl fmt::Display for Error {
             Error::InvalidInput { reason } => write!(f, "invalid input: {reason}"),
             Error::Rejected { reason } => write!(f, "rejected: {reason}"),
             Error::UnsupportedVersion { file, version } => {
-                write!(f, "{file} has format version {version}, newer than this build supports")
+                write!(
+                    f,
+                    "{file} has format version {version}, newer than this build supports"
+                )
             }
             Error::Poisoned { reason } => {
-                write!(f, "the writer stopped after an earlier failure ({reason}); reopen the log")
+                write!(
+                    f,
+                    "the writer stopped after an earlier failure ({reason}); reopen the log"
+                )
             }
             Error::Closed => write!(f, "the log writer is closed"),
         }

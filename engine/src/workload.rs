@@ -23,7 +23,11 @@ pub struct Workload {
 
 impl Default for Workload {
     fn default() -> Self {
-        Workload { runs: 1000, steps: 200, payload_bytes: 256 }
+        Workload {
+            runs: 1000,
+            steps: 200,
+            payload_bytes: 256,
+        }
     }
 }
 
@@ -40,7 +44,13 @@ impl Workload {
         let mut payload = Vec::with_capacity(160);
         let run_id = format!("run-{run:08}");
         let step_id = format!("{run_id}-step-{step:06}");
-        for field in [run_id.as_bytes(), step_id.as_bytes(), b"node-llm", b"llm", b"commit"] {
+        for field in [
+            run_id.as_bytes(),
+            step_id.as_bytes(),
+            b"node-llm",
+            b"llm",
+            b"commit",
+        ] {
             payload.extend_from_slice(&u32::try_from(field.len()).unwrap_or(0).to_le_bytes());
             payload.extend_from_slice(field);
         }
@@ -53,7 +63,9 @@ impl Workload {
         let p = usize::try_from(self.payload_bytes).unwrap_or(0);
         let input = filler(b'i', i, p);
         let output = filler(b'o', i, p);
-        RecordInput::new(KIND_BENCH_STEP, "default", payload).with_slot(input).with_slot(output)
+        RecordInput::new(KIND_BENCH_STEP, "default", payload)
+            .with_slot(input)
+            .with_slot(output)
     }
 }
 

@@ -52,7 +52,10 @@ pub fn decode(payload: &[u8]) -> Option<(Vec<SlotRef>, &[u8])> {
         if u16_at(payload, at + 10)? != 0 || u32_at(payload, at + 12)? != 0 {
             return None;
         }
-        targets.push(SlotRef { offset: u64_at(payload, at)?, slot_index: u16_at(payload, at + 8)? });
+        targets.push(SlotRef {
+            offset: u64_at(payload, at)?,
+            slot_index: u16_at(payload, at + 8)?,
+        });
     }
     let note_len = usize::try_from(u32_at(payload, targets_end)?).ok()?;
     let note = payload.get(targets_end + 4..targets_end + 4 + note_len)?;
@@ -69,7 +72,16 @@ mod tests {
     #[test]
     fn payload_round_trips_and_rejects_trailing_bytes() {
         // Proves erasure payloads decode exactly and that malformed ones are refused.
-        let targets = [SlotRef { offset: 5, slot_index: 1 }, SlotRef { offset: 9, slot_index: 0 }];
+        let targets = [
+            SlotRef {
+                offset: 5,
+                slot_index: 1,
+            },
+            SlotRef {
+                offset: 9,
+                slot_index: 0,
+            },
+        ];
         let bytes = encode(&targets, b"{\"why\":\"gdpr\"}").unwrap();
         let (t, note) = decode(&bytes).unwrap();
         assert_eq!(t, targets);

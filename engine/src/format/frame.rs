@@ -74,11 +74,17 @@ impl std::fmt::Display for FrameError {
         match self {
             FrameError::Empty => write!(f, "zero frame length (unwritten space)"),
             FrameError::Truncated { needed, available } => {
-                write!(f, "frame truncated: needs {needed} bytes, {available} available")
+                write!(
+                    f,
+                    "frame truncated: needs {needed} bytes, {available} available"
+                )
             }
             FrameError::BadLength(n) => write!(f, "implausible frame length {n}"),
             FrameError::BadCrc { stored, computed } => {
-                write!(f, "frame CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")
+                write!(
+                    f,
+                    "frame CRC mismatch (stored {stored:#010x}, computed {computed:#010x})"
+                )
             }
             FrameError::BadStructure(why) => write!(f, "malformed frame: {why}"),
         }
@@ -122,7 +128,11 @@ fn committed_tail_bytes(tenant_len: u64, slot_count: u64, payload_len: u64) -> u
 pub fn frame_bytes(tenant_len: u64, payload_len: u64, slot_lens: &[u64]) -> u64 {
     let committed = FRAME_HEADER_BYTES as u64
         + committed_tail_bytes(tenant_len, slot_lens.len() as u64, payload_len);
-    align_up(committed) + slot_lens.iter().map(|n| slot::slot_stored_bytes(*n)).sum::<u64>()
+    align_up(committed)
+        + slot_lens
+            .iter()
+            .map(|n| slot::slot_stored_bytes(*n))
+            .sum::<u64>()
 }
 
 /// Builds a frame for `kind`, `tenant`, `payload` and `slots` (with one salt per slot).
@@ -144,15 +154,23 @@ pub fn prepare(
         return None;
     }
     let slot_lens: Vec<u64> = slots.iter().map(|s| s.len() as u64).collect();
-    let total = usize::try_from(frame_bytes(tenant.len() as u64, payload.len() as u64, &slot_lens))
-        .ok()?;
+    let total = usize::try_from(frame_bytes(
+        tenant.len() as u64,
+        payload.len() as u64,
+        &slot_lens,
+    ))
+    .ok()?;
     let total_u32 = u32::try_from(total).ok()?;
     let mut bytes = vec![0u8; total];
     let slot_count = u16::try_from(slots.len()).ok()?;
     put_bytes(&mut bytes, 0, &total_u32.to_le_bytes())?;
     put_bytes(&mut bytes, 32, &kind.to_le_bytes())?;
     put_bytes(&mut bytes, 35, &[u8::try_from(tenant.len()).ok()?])?;
-    put_bytes(&mut bytes, 40, &u32::try_from(payload.len()).ok()?.to_le_bytes())?;
+    put_bytes(
+        &mut bytes,
+        40,
+        &u32::try_from(payload.len()).ok()?.to_le_bytes(),
+    )?;
     put_bytes(&mut bytes, 44, &slot_count.to_le_bytes())?;
     put_bytes(&mut bytes, FRAME_HEADER_BYTES, tenant)?;
     let descriptors_at = FRAME_HEADER_BYTES + tenant.len();
@@ -164,7 +182,11 @@ pub fn prepare(
         let slot_index = u16::try_from(index).ok()?;
         let commitment = chain::slot_commitment(kind, slot_index, salt, content);
         let at = descriptors_at + index * SLOT_DESCRIPTOR_BYTES;
-        put_bytes(&mut bytes, at, &u32::try_from(content.len()).ok()?.to_le_bytes())?;
+        put_bytes(
+            &mut bytes,
+            at,
+            &u32::try_from(content.len()).ok()?.to_le_bytes(),
+        )?;
         put_bytes(&mut bytes, at + 4, &commitment)?;
         let stored = usize::try_from(slot::slot_stored_bytes(content.len() as u64)).ok()?;
         slot::encode_live(bytes.get_mut(slot_at..slot_at + stored)?, salt, content)?;
@@ -175,12 +197,21 @@ pub fn prepare(
     let descriptors = bytes.get(descriptors_at..payload_at)?;
     let body_digest = chain::body_digest(slot_count, descriptors, payload);
     let crc_tail = crc32c::crc32c(bytes.get(FRAME_HEADER_BYTES..payload_at + payload.len())?);
-    Some(Prepared { bytes, body_digest, crc_tail })
+    Some(Prepared {
+        bytes,
+        body_digest,
+        crc_tail,
+    })
 }
 
 /// Fills in the sequencer-owned header fields of a prepared frame, computes the chain hash and
 /// the CRC. Returns the record's hash, or `None` if `frame` is not a prepared frame.
-pub fn seal(frame: &mut [u8], prepared_digest: &[u8; 32], crc_tail: u32, f: &SealFields) -> Option<[u8; 32]> {
+pub fn seal(
+    frame: &mut [u8],
+    prepared_digest: &[u8; 32],
+    crc_tail: u32,
+    f: &SealFields,
+) -> Option<[u8; 32]> {
     let kind = u16_at(frame, 32)?;
     let tenant_len = usize::from(*frame.get(35)?);
     let hash = {
@@ -220,8 +251,10 @@ pub struct FrameView<'a> {
 /// Decodes the frame at the start of `buf`, checking its length, structure and CRC.
 pub fn decode(buf: &[u8], frame_bytes_max: u64) -> Result<FrameView<'_>, FrameError> {
     let available = buf.len() as u64;
-    let frame_len = u32_at(buf, 0)
-        .ok_or(FrameError::Truncated { needed: 4, available })?;
+    let frame_len = u32_at(buf, 0).ok_or(FrameError::Truncated {
+        needed: 4,
+        available,
+    })?;
     if frame_len == 0 {
         return Err(FrameError::Empty);
     }
@@ -229,9 +262,10 @@ pub fn decode(buf: &[u8], frame_bytes_max: u64) -> Result<FrameView<'_>, FrameEr
     if len64 % 8 != 0 || len64 < FRAME_HEADER_BYTES as u64 || len64 > frame_bytes_max {
         return Err(FrameError::BadLength(frame_len));
     }
-    let bytes = buf
-        .get(..len64 as usize)
-        .ok_or(FrameError::Truncated { needed: len64, available })?;
+    let bytes = buf.get(..len64 as usize).ok_or(FrameError::Truncated {
+        needed: len64,
+        available,
+    })?;
     let structure = |why| FrameError::BadStructure(why);
     let tenant_len = usize::from(*bytes.get(35).ok_or(structure("header"))?);
     let payload_len = u32_at(bytes, 40).ok_or(structure("header"))? as usize;
@@ -242,20 +276,34 @@ pub fn decode(buf: &[u8], frame_bytes_max: u64) -> Result<FrameView<'_>, FrameEr
     }
     let committed_end = FRAME_HEADER_BYTES + tail as usize;
     let stored = u32_at(bytes, 4).ok_or(structure("header"))?;
-    let tail_bytes = bytes.get(FRAME_HEADER_BYTES..committed_end).ok_or(structure("tail"))?;
-    let header = bytes.get(8..FRAME_HEADER_BYTES).ok_or(structure("header"))?;
+    let tail_bytes = bytes
+        .get(FRAME_HEADER_BYTES..committed_end)
+        .ok_or(structure("tail"))?;
+    let header = bytes
+        .get(8..FRAME_HEADER_BYTES)
+        .ok_or(structure("header"))?;
     let computed = crc32c::crc32c_append(crc32c::crc32c(tail_bytes), header);
     if computed != stored {
         return Err(FrameError::BadCrc { stored, computed });
     }
-    let view = FrameView { bytes, tenant_len, slot_count, payload_len };
+    let view = FrameView {
+        bytes,
+        tenant_len,
+        slot_count,
+        payload_len,
+    };
     view.check_structure()?;
     Ok(view)
 }
 
 /// A view of no frame at all (every accessor returns zero or empty).
 pub fn empty_view() -> FrameView<'static> {
-    FrameView { bytes: &[], tenant_len: 0, slot_count: 0, payload_len: 0 }
+    FrameView {
+        bytes: &[],
+        tenant_len: 0,
+        slot_count: 0,
+        payload_len: 0,
+    }
 }
 
 /// Parses a frame that was already decoded and checked once (for example by a scan that hands
@@ -270,7 +318,12 @@ pub fn decode_unchecked(buf: &[u8]) -> Option<FrameView<'_>> {
     if FRAME_HEADER_BYTES as u64 + tail > frame_len as u64 {
         return None;
     }
-    Some(FrameView { bytes, tenant_len, slot_count, payload_len })
+    Some(FrameView {
+        bytes,
+        tenant_len,
+        slot_count,
+        payload_len,
+    })
 }
 
 impl<'a> FrameView<'a> {
@@ -282,16 +335,31 @@ impl<'a> FrameView<'a> {
             return Err(FrameError::BadStructure("too many slots"));
         }
         if u16_at(self.bytes, 46) != Some(0) {
-            return Err(FrameError::BadStructure("reserved header bytes are not zero"));
+            return Err(FrameError::BadStructure(
+                "reserved header bytes are not zero",
+            ));
         }
         let flags = self.batch_flags();
         if flags & !(BATCH_FIRST | BATCH_LAST) != 0 || self.batch_len() == 0 {
             return Err(FrameError::BadStructure("bad batch flags or length"));
         }
+        let committed_end =
+            self.descriptors_at() + self.slot_count * SLOT_DESCRIPTOR_BYTES + self.payload_len;
+        let slots_at = usize::try_from(align_up(committed_end as u64)).unwrap_or(usize::MAX);
+        let padding = self
+            .bytes
+            .get(committed_end..slots_at.min(self.bytes.len()));
+        if padding.is_some_and(|p| p.iter().any(|b| *b != 0)) {
+            return Err(FrameError::BadStructure(
+                "padding after the payload is not zero",
+            ));
+        }
         let lens: Vec<u64> = (0..self.slot_count).map(|i| self.slot_len(i)).collect();
         let expected = frame_bytes(self.tenant_len as u64, self.payload_len as u64, &lens);
         if expected != self.bytes.len() as u64 {
-            return Err(FrameError::BadStructure("slot lengths disagree with the frame length"));
+            return Err(FrameError::BadStructure(
+                "slot lengths disagree with the frame length",
+            ));
         }
         Ok(())
     }
@@ -334,7 +402,9 @@ impl<'a> FrameView<'a> {
     }
     /// Tenant id bytes.
     pub fn tenant(&self) -> &'a [u8] {
-        self.bytes.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + self.tenant_len).unwrap_or(&[])
+        self.bytes
+            .get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + self.tenant_len)
+            .unwrap_or(&[])
     }
     /// Hash of the previous record.
     pub fn prev_hash(&self) -> [u8; 32] {
@@ -354,19 +424,27 @@ impl<'a> FrameView<'a> {
     /// The slot descriptor table as stored.
     pub fn descriptors(&self) -> &'a [u8] {
         let at = self.descriptors_at();
-        self.bytes.get(at..at + self.slot_count * SLOT_DESCRIPTOR_BYTES).unwrap_or(&[])
+        self.bytes
+            .get(at..at + self.slot_count * SLOT_DESCRIPTOR_BYTES)
+            .unwrap_or(&[])
     }
     /// Content length of slot `index` (0 when out of range).
     pub fn slot_len(&self, index: usize) -> u64 {
-        u32_at(self.bytes, self.descriptors_at() + index * SLOT_DESCRIPTOR_BYTES)
-            .map_or(0, u64::from)
+        u32_at(
+            self.bytes,
+            self.descriptors_at() + index * SLOT_DESCRIPTOR_BYTES,
+        )
+        .map_or(0, u64::from)
     }
     /// Commitment of slot `index`.
     pub fn slot_commitment(&self, index: usize) -> Option<[u8; 32]> {
         if index >= self.slot_count {
             return None;
         }
-        hash_at(self.bytes, self.descriptors_at() + index * SLOT_DESCRIPTOR_BYTES + 4)
+        hash_at(
+            self.bytes,
+            self.descriptors_at() + index * SLOT_DESCRIPTOR_BYTES + 4,
+        )
     }
     /// The event payload.
     pub fn payload(&self) -> &'a [u8] {
@@ -456,7 +534,13 @@ mod tests {
         assert_eq!(v.prev_hash(), [3u8; 32]);
         assert_eq!(v.hash(), v.compute_hash());
         assert_eq!(v.frame_len() % 8, 0);
-        assert!(matches!(v.slot(1), Ok(SlotView::Live { content: b"output", .. })));
+        assert!(matches!(
+            v.slot(1),
+            Ok(SlotView::Live {
+                content: b"output",
+                ..
+            })
+        ));
         assert!(v.slot_matches_commitment(0).unwrap());
         assert!(v.slot_matches_commitment(1).unwrap());
     }
@@ -483,6 +567,9 @@ mod tests {
             decode(&bytes[..bytes.len() - 1], 1 << 20),
             Err(FrameError::Truncated { .. })
         ));
-        assert!(matches!(decode(&bytes[..3], 1 << 20), Err(FrameError::Truncated { .. })));
+        assert!(matches!(
+            decode(&bytes[..3], 1 << 20),
+            Err(FrameError::Truncated { .. })
+        ));
     }
 }

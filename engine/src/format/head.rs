@@ -101,7 +101,9 @@ impl Head {
     /// Decodes a whole HEAD file: the valid copy with the highest generation.
     pub fn decode_file(bytes: &[u8]) -> Option<Head> {
         let a = bytes.get(..HEAD_COPY_BYTES).and_then(Head::decode_copy);
-        let b = bytes.get(HEAD_COPY_BYTES..HEAD_FILE_BYTES).and_then(Head::decode_copy);
+        let b = bytes
+            .get(HEAD_COPY_BYTES..HEAD_FILE_BYTES)
+            .and_then(Head::decode_copy);
         match (a, b) {
             (Some(a), Some(b)) => Some(if a.generation >= b.generation { a } else { b }),
             (a, b) => a.or(b),

@@ -72,8 +72,13 @@ pub fn decode_file(bytes: &[u8]) -> Option<Vec<IndexEntry>> {
         return None;
     }
     let mut entries: Vec<IndexEntry> = Vec::new();
-    for chunk in bytes.get(INDEX_HEADER_BYTES..)?.chunks_exact(INDEX_ENTRY_BYTES) {
-        let Some(entry) = IndexEntry::decode(chunk) else { break };
+    for chunk in bytes
+        .get(INDEX_HEADER_BYTES..)?
+        .chunks_exact(INDEX_ENTRY_BYTES)
+    {
+        let Some(entry) = IndexEntry::decode(chunk) else {
+            break;
+        };
         if let Some(last) = entries.last() {
             let increasing = entry.offset > last.offset && entry.position > last.position;
             if !increasing || entry.timestamp_ns < last.timestamp_ns {
@@ -94,7 +99,11 @@ mod tests {
         // Proves a torn or flipped entry truncates the index to its valid prefix.
         let mut file = encode_header().to_vec();
         for i in 0..4u64 {
-            let e = IndexEntry { offset: i * 10, position: 64 + i * 100, timestamp_ns: i };
+            let e = IndexEntry {
+                offset: i * 10,
+                position: 64 + i * 100,
+                timestamp_ns: i,
+            };
             file.extend_from_slice(&e.encode());
         }
         assert_eq!(decode_file(&file).map(|v| v.len()), Some(4));

@@ -48,7 +48,9 @@ pub fn hash_at(bytes: &[u8], pos: usize) -> Option<[u8; 32]> {
 
 /// Writes `value` at `pos`; returns `None` when out of range (callers size buffers first).
 pub fn put_bytes(bytes: &mut [u8], pos: usize, value: &[u8]) -> Option<()> {
-    bytes.get_mut(pos..pos.checked_add(value.len())?)?.copy_from_slice(value);
+    bytes
+        .get_mut(pos..pos.checked_add(value.len())?)?
+        .copy_from_slice(value);
     Some(())
 }
 

@@ -57,7 +57,9 @@ impl SegmentHeader {
 
     /// Decodes and checks a header.
     pub fn decode(bytes: &[u8]) -> Result<Self, SegmentHeaderError> {
-        let head = bytes.get(..SEGMENT_HEADER_BYTES).ok_or(SegmentHeaderError::Truncated)?;
+        let head = bytes
+            .get(..SEGMENT_HEADER_BYTES)
+            .ok_or(SegmentHeaderError::Truncated)?;
         if head.get(..8) != Some(&SEGMENT_MAGIC[..]) {
             return Err(SegmentHeaderError::BadMagic);
         }
@@ -100,7 +102,10 @@ mod tests {
     #[test]
     fn header_round_trips_and_rejects_damage() {
         // Proves the header decodes after encoding and that any flipped bit is refused.
-        let h = SegmentHeader { base_offset: 1234, base_prev_hash: [5u8; 32] };
+        let h = SegmentHeader {
+            base_offset: 1234,
+            base_prev_hash: [5u8; 32],
+        };
         let bytes = h.encode();
         assert_eq!(SegmentHeader::decode(&bytes), Ok(h));
         for bit in 0..SEGMENT_HEADER_BYTES * 8 {
@@ -114,7 +119,10 @@ mod tests {
     fn names_sort_by_offset() {
         // Proves segment names are fixed-width so lexical order is offset order.
         assert_eq!(segment_file_name(42), "00000000000000000042.seg");
-        assert_eq!(parse_segment_file_name("00000000000000000042.seg"), Some(42));
+        assert_eq!(
+            parse_segment_file_name("00000000000000000042.seg"),
+            Some(42)
+        );
         assert_eq!(parse_segment_file_name("42.seg"), None);
         assert_eq!(parse_segment_file_name("0000000000000000004x.seg"), None);
     }

@@ -54,6 +54,8 @@ pub enum SlotError {
     },
     /// An erased slot holds non-zero bytes.
     ErasedNotZero,
+    /// The padding after the content is not zero.
+    BadPadding,
 }
 
 impl std::fmt::Display for SlotError {
@@ -62,9 +64,13 @@ impl std::fmt::Display for SlotError {
             SlotError::Truncated => write!(f, "slot truncated"),
             SlotError::BadState(s) => write!(f, "slot state word {s:#010x} is not LIVE or ERSD"),
             SlotError::BadCrc { stored, computed } => {
-                write!(f, "slot CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")
+                write!(
+                    f,
+                    "slot CRC mismatch (stored {stored:#010x}, computed {computed:#010x})"
+                )
             }
             SlotError::ErasedNotZero => write!(f, "erased slot holds non-zero bytes"),
+            SlotError::BadPadding => write!(f, "slot padding is not zero"),
         }
     }
 }
@@ -102,16 +108,27 @@ pub fn encode_erased(stored: &mut [u8], content_len: u64) -> Option<()> {
 /// Decodes a stored slot whose descriptor says `content_len` bytes of content.
 pub fn decode(stored: &[u8], content_len: u64) -> Result<SlotView<'_>, SlotError> {
     let len = usize::try_from(content_len).map_err(|_| SlotError::Truncated)?;
-    let used = SLOT_HEADER_BYTES.checked_add(len).ok_or(SlotError::Truncated)?;
+    let used = SLOT_HEADER_BYTES
+        .checked_add(len)
+        .ok_or(SlotError::Truncated)?;
     let state = u32_at(stored, 0).ok_or(SlotError::Truncated)?;
     let crc_stored = u32_at(stored, 4).ok_or(SlotError::Truncated)?;
     let body = stored.get(8..used).ok_or(SlotError::Truncated)?;
+    if stored
+        .get(used..)
+        .is_some_and(|pad| pad.iter().any(|b| *b != 0))
+    {
+        return Err(SlotError::BadPadding);
+    }
     if state != SLOT_STATE_LIVE && state != SLOT_STATE_ERASED {
         return Err(SlotError::BadState(state));
     }
     let computed = slot_crc(state, body);
     if computed != crc_stored {
-        return Err(SlotError::BadCrc { stored: crc_stored, computed });
+        return Err(SlotError::BadCrc {
+            stored: crc_stored,
+            computed,
+        });
     }
     if state == SLOT_STATE_ERASED {
         if body.iter().any(|b| *b != 0) {
@@ -119,7 +136,10 @@ pub fn decode(stored: &[u8], content_len: u64) -> Result<SlotView<'_>, SlotError
         }
         return Ok(SlotView::Erased { content_len });
     }
-    let salt: &[u8; 32] = body.get(..32).and_then(|s| s.try_into().ok()).ok_or(SlotError::Truncated)?;
+    let salt: &[u8; 32] = body
+        .get(..32)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(SlotError::Truncated)?;
     let content = body.get(32..).ok_or(SlotError::Truncated)?;
     Ok(SlotView::Live { salt, content })
 }
@@ -136,14 +156,19 @@ mod tests {
         encode_live(&mut stored, &[9u8; 32], content).unwrap();
         assert_eq!(
             decode(&stored, content.len() as u64),
-            Ok(SlotView::Live { salt: &[9u8; 32], content })
+            Ok(SlotView::Live {
+                salt: &[9u8; 32],
+                content
+            })
         );
         let before = stored.len();
         encode_erased(&mut stored, content.len() as u64).unwrap();
         assert_eq!(stored.len(), before);
         assert_eq!(
             decode(&stored, content.len() as u64),
-            Ok(SlotView::Erased { content_len: content.len() as u64 })
+            Ok(SlotView::Erased {
+                content_len: content.len() as u64
+            })
         );
         assert!(!stored.windows(content.len()).any(|w| w == content));
     }
@@ -154,7 +179,7 @@ mod tests {
         let content = b"xyz";
         let mut stored = vec![0u8; slot_stored_bytes(3) as usize];
         encode_live(&mut stored, &[1u8; 32], content).unwrap();
-        for bit in 0..(SLOT_HEADER_BYTES + 3) * 8 {
+        for bit in 0..stored.len() * 8 {
             let mut copy = stored.clone();
             copy[bit / 8] ^= 1 << (bit % 8);
             assert!(decode(&copy, 3).is_err(), "bit {bit} flip undetected");

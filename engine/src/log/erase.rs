@@ -39,15 +39,22 @@ struct SlotPlace {
 fn locate(reader: &LogReader, target: SlotRef, erasure_offset: u64) -> Result<SlotPlace, Error> {
     if target.offset >= erasure_offset {
         return Err(Error::InvalidInput {
-            reason: format!("erasure target offset {} is not before the erasure", target.offset),
+            reason: format!(
+                "erasure target offset {} is not before the erasure",
+                target.offset
+            ),
         });
     }
-    let record = reader.get(target.offset)?.ok_or_else(|| Error::InvalidInput {
-        reason: format!("no durable record at offset {}", target.offset),
-    })?;
+    let record = reader
+        .get(target.offset)?
+        .ok_or_else(|| Error::InvalidInput {
+            reason: format!("no durable record at offset {}", target.offset),
+        })?;
     let view = record.view();
     if view.kind() == KIND_ERASE {
-        return Err(Error::InvalidInput { reason: "an erasure record has no slots".to_string() });
+        return Err(Error::InvalidInput {
+            reason: "an erasure record has no slots".to_string(),
+        });
     }
     let index = usize::from(target.slot_index);
     let range = view.slot_range(index).ok_or_else(|| Error::InvalidInput {
@@ -82,15 +89,17 @@ fn overwrite(
         };
         let stored = usize::try_from(place.stored_len).map_err(|_| Error::Closed)?;
         let mut bytes = vec![0u8; stored];
-        slot::encode_erased(&mut bytes, place.content_len)
-            .ok_or_else(|| Error::InvalidInput { reason: "slot size mismatch".to_string() })?;
+        slot::encode_erased(&mut bytes, place.content_len).ok_or_else(|| Error::InvalidInput {
+            reason: "slot size mismatch".to_string(),
+        })?;
         let name = segment_file_name(place.segment_base);
         file.write_all_at(&bytes, place.position)
             .map_err(|e| Error::io(format!("erasing a slot in {name}"), e))?;
     }
     for (base, file) in files {
         let name = segment_file_name(base);
-        file.sync_data().map_err(|e| Error::io(format!("syncing {name} after erasure"), e))?;
+        file.sync_data()
+            .map_err(|e| Error::io(format!("syncing {name} after erasure"), e))?;
     }
     Ok(())
 }
@@ -105,9 +114,13 @@ pub fn erase(
     state.sync()?;
     let reader = LogReader::with_storage(state.storage.clone(), state.options);
     let next = state.next_offset;
-    let places = targets.iter().map(|t| locate(&reader, *t, next)).collect::<Result<Vec<_>, _>>()?;
-    let payload = erasure::encode(targets, note)
-        .ok_or_else(|| Error::InvalidInput { reason: "erasure too large".to_string() })?;
+    let places = targets
+        .iter()
+        .map(|t| locate(&reader, *t, next))
+        .collect::<Result<Vec<_>, _>>()?;
+    let payload = erasure::encode(targets, note).ok_or_else(|| Error::InvalidInput {
+        reason: "erasure too large".to_string(),
+    })?;
     let limits = &state.options.limits;
     if payload.len() as u64 > limits.payload_bytes_max {
         return Err(Error::LimitExceeded {
@@ -116,8 +129,12 @@ pub fn erase(
             max: limits.payload_bytes_max,
         });
     }
-    let prepared = frame::prepare(KIND_ERASE, tenant.as_bytes(), &payload, &[], &[])
-        .ok_or_else(|| Error::InvalidInput { reason: "erasure record does not fit".to_string() })?;
+    let prepared =
+        frame::prepare(KIND_ERASE, tenant.as_bytes(), &payload, &[], &[]).ok_or_else(|| {
+            Error::InvalidInput {
+                reason: "erasure record does not fit".to_string(),
+            }
+        })?;
     // The erasure record skips admission: it is the log's own record.
     let admission = state.admission.take();
     let sequenced = state.sequence_unchecked(vec![prepared]);
@@ -126,7 +143,11 @@ pub fn erase(
     state.erase_pending_from = receipt.offset;
     state.sync()?;
     let active = state.file.clone();
-    overwrite(state.storage.as_ref(), Some((state.active_base, &active)), &places)?;
+    overwrite(
+        state.storage.as_ref(),
+        Some((state.active_base, &active)),
+        &places,
+    )?;
     state.erase_pending_from = NONE;
     state.publish(0)?;
     Ok(receipt)
@@ -139,7 +160,9 @@ pub fn redo(
     record_offset: u64,
     targets: &[SlotRef],
 ) -> Result<(), Error> {
-    let places =
-        targets.iter().map(|t| locate(reader, *t, record_offset)).collect::<Result<Vec<_>, _>>()?;
+    let places = targets
+        .iter()
+        .map(|t| locate(reader, *t, record_offset))
+        .collect::<Result<Vec<_>, _>>()?;
     overwrite(storage.as_ref(), None, &places)
 }

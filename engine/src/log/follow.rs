@@ -21,7 +21,11 @@ pub struct Follower {
 impl LogReader {
     /// A follower starting at `from`.
     pub fn follow(&self, from: u64) -> Follower {
-        Follower { reader: self.clone(), next_offset: from, scan: None }
+        Follower {
+            reader: self.clone(),
+            next_offset: from,
+            scan: None,
+        }
     }
 }
 

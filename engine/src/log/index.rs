@@ -36,8 +36,10 @@ impl IndexWriter {
         for e in entries {
             bytes.extend_from_slice(&e.encode());
         }
-        file.set_len(0).map_err(|e| Error::io(format!("truncating {name}"), e))?;
-        file.write_all_at(&bytes, 0).map_err(|e| Error::io(format!("writing {name}"), e))?;
+        file.set_len(0)
+            .map_err(|e| Error::io(format!("truncating {name}"), e))?;
+        file.write_all_at(&bytes, 0)
+            .map_err(|e| Error::io(format!("writing {name}"), e))?;
         Ok(IndexWriter {
             file,
             name,
@@ -50,9 +52,18 @@ impl IndexWriter {
 
     /// Offers a record; it gets an entry when it starts a new interval.
     pub fn offer(&mut self, offset: u64, position: u64, timestamp_ns: u64) {
-        let due = self.last_position.is_none_or(|last| position >= last + self.interval_bytes);
+        let due = self
+            .last_position
+            .is_none_or(|last| position >= last + self.interval_bytes);
         if due {
-            self.pending.extend_from_slice(&IndexEntry { offset, position, timestamp_ns }.encode());
+            self.pending.extend_from_slice(
+                &IndexEntry {
+                    offset,
+                    position,
+                    timestamp_ns,
+                }
+                .encode(),
+            );
             self.last_position = Some(position);
         }
     }

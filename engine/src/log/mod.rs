@@ -132,7 +132,12 @@ impl Log {
     /// A pipelined appender: submit many records without waiting, collect receipts later.
     pub fn appender(&self) -> Appender<'_> {
         let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
-        Appender { log: self, reply_tx, reply_rx, outstanding: 0 }
+        Appender {
+            log: self,
+            reply_tx,
+            reply_rx,
+            outstanding: 0,
+        }
     }
 
     /// Makes every record appended so far durable and published.
@@ -145,20 +150,35 @@ impl Log {
     /// Erases slots in place: appends a durable erasure record naming them (with `note`, the
     /// caller's who/when/why), overwrites each slot with zeros and an erased mark, and fsyncs.
     /// No offset, length, commitment or hash changes. Redone on open if interrupted.
-    pub fn erase(&self, tenant: &str, targets: Vec<SlotRef>, note: Vec<u8>) -> Result<Receipt, Error> {
+    pub fn erase(
+        &self,
+        tenant: &str,
+        targets: Vec<SlotRef>,
+        note: Vec<u8>,
+    ) -> Result<Receipt, Error> {
         check_tenant(tenant)?;
         if targets.is_empty() {
-            return Err(Error::InvalidInput { reason: "an erasure names no slots".to_string() });
+            return Err(Error::InvalidInput {
+                reason: "an erasure names no slots".to_string(),
+            });
         }
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-        self.send(Command::Erase { tenant: tenant.to_string(), targets, note, reply: reply_tx })?;
+        self.send(Command::Erase {
+            tenant: tenant.to_string(),
+            targets,
+            note,
+            reply: reply_tx,
+        })?;
         reply_rx.recv().map_err(|_| self.closed_error())?
     }
 
     /// Installs the admission check that the sequencer runs on every batch, in offset order.
     pub fn set_admission(&self, admission: Box<dyn Admission>) -> Result<(), Error> {
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-        self.send(Command::SetAdmission { admission, reply: reply_tx })?;
+        self.send(Command::SetAdmission {
+            admission,
+            reply: reply_tx,
+        })?;
         reply_rx.recv().map_err(|_| self.closed_error())?
     }
 
@@ -168,11 +188,17 @@ impl Log {
     }
 
     fn shutdown(&mut self) -> Result<(), Error> {
-        let Some(tx) = self.tx.take() else { return Ok(()) };
+        let Some(tx) = self.tx.take() else {
+            return Ok(());
+        };
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         let sent = tx.send(Command::Close { reply: reply_tx }).is_ok();
         drop(tx);
-        let result = if sent { reply_rx.recv().unwrap_or(Err(Error::Closed)) } else { Ok(()) };
+        let result = if sent {
+            reply_rx.recv().unwrap_or(Err(Error::Closed))
+        } else {
+            Ok(())
+        };
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -180,7 +206,12 @@ impl Log {
     }
 
     fn closed_error(&self) -> Error {
-        match self.poisoned.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        match self
+            .poisoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             Some(reason) => Error::Poisoned { reason },
             None => Error::Closed,
         }
@@ -192,10 +223,17 @@ impl Log {
     }
 
     /// Builds the frames on the calling thread and queues them for the sequencer.
-    fn submit(&self, records: Vec<RecordInput>, durability: Durability, reply: Sender<Reply>) -> Result<(), Error> {
+    fn submit(
+        &self,
+        records: Vec<RecordInput>,
+        durability: Durability,
+        reply: Sender<Reply>,
+    ) -> Result<(), Error> {
         let limits = &self.options.limits;
         if records.is_empty() {
-            return Err(Error::InvalidInput { reason: "an empty batch".to_string() });
+            return Err(Error::InvalidInput {
+                reason: "an empty batch".to_string(),
+            });
         }
         if records.len() as u64 > limits.batch_records_max {
             return Err(Error::LimitExceeded {
@@ -218,7 +256,11 @@ impl Log {
                 max: limits.batch_bytes_max,
             });
         }
-        self.send(Command::Append { frames: prepared, durability, reply })
+        self.send(Command::Append {
+            frames: prepared,
+            durability,
+            reply,
+        })
     }
 }
 
@@ -237,8 +279,11 @@ fn prepare(record: &RecordInput, limits: &Limits) -> Result<Prepared, Error> {
         });
     }
     let slot_lens: Vec<u64> = record.slots.iter().map(|s| s.len() as u64).collect();
-    let frame_bytes =
-        frame::frame_bytes(record.tenant.len() as u64, record.payload.len() as u64, &slot_lens);
+    let frame_bytes = frame::frame_bytes(
+        record.tenant.len() as u64,
+        record.payload.len() as u64,
+        &slot_lens,
+    );
     limits.check_record(record, frame_bytes)?;
     let mut rng = rand::rng();
     let salts: Vec<[u8; 32]> = record
@@ -250,8 +295,16 @@ fn prepare(record: &RecordInput, limits: &Limits) -> Result<Prepared, Error> {
             salt
         })
         .collect();
-    frame::prepare(record.kind, record.tenant.as_bytes(), &record.payload, &record.slots, &salts)
-        .ok_or_else(|| Error::InvalidInput { reason: "record does not fit a frame".to_string() })
+    frame::prepare(
+        record.kind,
+        record.tenant.as_bytes(),
+        &record.payload,
+        &record.slots,
+        &salts,
+    )
+    .ok_or_else(|| Error::InvalidInput {
+        reason: "record does not fit a frame".to_string(),
+    })
 }
 
 /// A pipelined appender: `submit` returns as soon as the frame is queued; receipts come back
@@ -271,8 +324,13 @@ impl Appender<'_> {
     }
 
     /// Queues an atomic batch.
-    pub fn submit_batch(&mut self, records: Vec<RecordInput>, durability: Durability) -> Result<(), Error> {
-        self.log.submit(records, durability, self.reply_tx.clone())?;
+    pub fn submit_batch(
+        &mut self,
+        records: Vec<RecordInput>,
+        durability: Durability,
+    ) -> Result<(), Error> {
+        self.log
+            .submit(records, durability, self.reply_tx.clone())?;
         self.outstanding += 1;
         Ok(())
     }
@@ -285,7 +343,9 @@ impl Appender<'_> {
     /// Waits for the receipts of the oldest outstanding submission.
     pub fn next_receipts(&mut self) -> Result<Vec<Receipt>, Error> {
         if self.outstanding == 0 {
-            return Err(Error::InvalidInput { reason: "no submission is outstanding".to_string() });
+            return Err(Error::InvalidInput {
+                reason: "no submission is outstanding".to_string(),
+            });
         }
         let reply = self.reply_rx.recv().map_err(|_| self.log.closed_error())?;
         self.outstanding -= 1;

@@ -66,19 +66,40 @@ impl LogOptions {
     /// Checks that the options are consistent (a batch fits in a segment, and so on).
     pub fn validate(&self) -> Result<(), Error> {
         let l = &self.limits;
-        let segment_room = self.segment_bytes_max.saturating_sub(SEGMENT_HEADER_BYTES as u64);
+        let segment_room = self
+            .segment_bytes_max
+            .saturating_sub(SEGMENT_HEADER_BYTES as u64);
         let checks: [(&str, bool); 6] = [
-            ("segment_bytes_max must be at most 4 GiB", self.segment_bytes_max <= 4096 * MIB),
-            ("batch_bytes_max must fit in a segment", l.batch_bytes_max <= segment_room),
-            ("record_bytes_max must fit in a batch", l.record_bytes_max <= l.batch_bytes_max),
-            ("record_bytes_max must fit a frame", l.record_bytes_max >= FRAME_HEADER_BYTES as u64),
-            ("slot_count_max must be at most 64", l.slot_count_max <= SLOT_COUNT_MAX as u64),
-            ("index_interval_bytes and read_window_bytes must be positive",
-                self.index_interval_bytes > 0 && self.read_window_bytes >= 4096),
+            (
+                "segment_bytes_max must be at most 4 GiB",
+                self.segment_bytes_max <= 4096 * MIB,
+            ),
+            (
+                "batch_bytes_max must fit in a segment",
+                l.batch_bytes_max <= segment_room,
+            ),
+            (
+                "record_bytes_max must fit in a batch",
+                l.record_bytes_max <= l.batch_bytes_max,
+            ),
+            (
+                "record_bytes_max must fit a frame",
+                l.record_bytes_max >= FRAME_HEADER_BYTES as u64,
+            ),
+            (
+                "slot_count_max must be at most 64",
+                l.slot_count_max <= SLOT_COUNT_MAX as u64,
+            ),
+            (
+                "index_interval_bytes and read_window_bytes must be positive",
+                self.index_interval_bytes > 0 && self.read_window_bytes >= 4096,
+            ),
         ];
         for (reason, ok) in checks {
             if !ok {
-                return Err(Error::InvalidInput { reason: reason.to_string() });
+                return Err(Error::InvalidInput {
+                    reason: reason.to_string(),
+                });
             }
         }
         Ok(())
@@ -113,7 +134,12 @@ pub struct RecordInput {
 impl RecordInput {
     /// A record with no slots.
     pub fn new(kind: u16, tenant: impl Into<String>, payload: Vec<u8>) -> Self {
-        RecordInput { kind, tenant: tenant.into(), payload, slots: Vec::new() }
+        RecordInput {
+            kind,
+            tenant: tenant.into(),
+            payload,
+            slots: Vec::new(),
+        }
     }
 
     /// Adds an erasable slot.
@@ -149,7 +175,11 @@ impl Limits {
                 Ok(())
             }
         };
-        over("payload bytes", record.payload.len() as u64, self.payload_bytes_max)?;
+        over(
+            "payload bytes",
+            record.payload.len() as u64,
+            self.payload_bytes_max,
+        )?;
         over("slot count", record.slots.len() as u64, self.slot_count_max)?;
         for slot in &record.slots {
             over("slot bytes", slot.len() as u64, self.slot_bytes_max)?;

@@ -46,14 +46,20 @@ pub(crate) fn read_head(storage: &dyn Storage) -> Result<Option<Head>, Error> {
         let len = file.len().map_err(|e| Error::io("reading HEAD", e))?;
         let n = usize::try_from(len.min(HEAD_FILE_BYTES as u64)).unwrap_or(0);
         let dst = buf.get_mut(..n).unwrap_or(&mut []);
-        file.read_exact_at(dst, 0).map_err(|e| Error::io("reading HEAD", e))?;
+        file.read_exact_at(dst, 0)
+            .map_err(|e| Error::io("reading HEAD", e))?;
         if let Some(head) = Head::decode_file(buf.get(..n).unwrap_or(&[])) {
             return Ok(Some(head));
         }
         // Both copies unreadable: either damage, or a race with a writer; look again.
         std::thread::yield_now();
     }
-    Err(Error::corrupt(HEAD_FILE_NAME, 0, None, "no valid copy of HEAD"))
+    Err(Error::corrupt(
+        HEAD_FILE_NAME,
+        0,
+        None,
+        "no valid copy of HEAD",
+    ))
 }
 
 impl LogReader {
@@ -61,20 +67,32 @@ impl LogReader {
     /// ever created.
     pub fn open(dir: &Path, options: LogOptions) -> Result<LogReader, Error> {
         if !dir.is_dir() {
-            return Err(Error::NotFound { path: dir.to_path_buf() });
+            return Err(Error::NotFound {
+                path: dir.to_path_buf(),
+            });
         }
         let storage: Arc<dyn Storage> = Arc::new(FileStorage::new(dir));
-        let reader = LogReader { storage, options, notify: None };
+        let reader = LogReader {
+            storage,
+            options,
+            notify: None,
+        };
         let has_head = reader.storage.exists(HEAD_FILE_NAME).unwrap_or(false);
         if !has_head && segments::list_segments(reader.storage.as_ref())?.is_empty() {
-            return Err(Error::NotFound { path: dir.to_path_buf() });
+            return Err(Error::NotFound {
+                path: dir.to_path_buf(),
+            });
         }
         Ok(reader)
     }
 
     /// A reader over any storage.
     pub fn with_storage(storage: Arc<dyn Storage>, options: LogOptions) -> LogReader {
-        LogReader { storage, options, notify: None }
+        LogReader {
+            storage,
+            options,
+            notify: None,
+        }
     }
 
     /// The options the reader uses.
@@ -85,7 +103,12 @@ impl LogReader {
     /// The durable state as published now.
     pub fn snapshot(&self) -> Result<Snapshot, Error> {
         let head = read_head(self.storage.as_ref())?.ok_or_else(|| {
-            Error::corrupt(HEAD_FILE_NAME, 0, None, "HEAD is missing; open the log for writing to recover it")
+            Error::corrupt(
+                HEAD_FILE_NAME,
+                0,
+                None,
+                "HEAD is missing; open the log for writing to recover it",
+            )
         })?;
         let mut segments = segments::list_segments(self.storage.as_ref())?;
         segments.retain(|b| *b <= head.active_base);
@@ -120,9 +143,15 @@ impl LogReader {
     /// index is missing or damaged; scans then start at the segment's first frame).
     pub fn index_entries(&self, base: u64, end: u64) -> Vec<IndexEntry> {
         let name = index_file_name(base);
-        let Ok(file) = self.storage.open(&name, OpenMode::Read) else { return Vec::new() };
-        let Ok(len) = file.len() else { return Vec::new() };
-        let Ok(n) = usize::try_from(len) else { return Vec::new() };
+        let Ok(file) = self.storage.open(&name, OpenMode::Read) else {
+            return Vec::new();
+        };
+        let Ok(len) = file.len() else {
+            return Vec::new();
+        };
+        let Ok(n) = usize::try_from(len) else {
+            return Vec::new();
+        };
         let mut buf = vec![0u8; n];
         if file.read_exact_at(&mut buf, 0).is_err() {
             return Vec::new();
@@ -161,12 +190,21 @@ impl LogReader {
 }
 
 /// Durable end (bytes) of segment `base` within `snapshot`.
-pub(crate) fn segment_end(storage: &dyn Storage, snapshot: &Snapshot, base: u64) -> Result<u64, Error> {
+pub(crate) fn segment_end(
+    storage: &dyn Storage,
+    snapshot: &Snapshot,
+    base: u64,
+) -> Result<u64, Error> {
     if base == snapshot.head.active_base {
         return Ok(snapshot.head.durable_len);
     }
     let file = segments::open_segment(storage, base, OpenMode::Read)?;
-    file.len().map_err(|e| Error::io(format!("reading the length of {}", segment_file_name(base)), e))
+    file.len().map_err(|e| {
+        Error::io(
+            format!("reading the length of {}", segment_file_name(base)),
+            e,
+        )
+    })
 }
 
 /// One durable record, borrowed zero-copy from a mapped window.
@@ -183,7 +221,10 @@ pub struct Record {
 impl Record {
     /// The record's frame (already CRC-checked by the scan that produced it).
     pub fn view(&self) -> FrameView<'_> {
-        let bytes = self.window.get(self.start..self.start + self.len).unwrap_or(&[]);
+        let bytes = self
+            .window
+            .get(self.start..self.start + self.len)
+            .unwrap_or(&[]);
         // The scan decoded and checked these bytes before handing them out.
         frame::decode_unchecked(bytes).unwrap_or_else(|| frame::empty_view())
     }
@@ -213,12 +254,17 @@ impl Record {
             Err(e) => e,
         };
         if index >= view.slot_count() {
-            return Err(Error::InvalidInput { reason: format!("record has no slot {index}") });
+            return Err(Error::InvalidInput {
+                reason: format!("record has no slot {index}"),
+            });
         }
         let range = view.slot_range(index).ok_or(SlotError::Truncated);
         for _attempt in 0..3 {
             std::thread::sleep(std::time::Duration::from_millis(1));
-            if let Ok(Ok(slot)) = range.clone().map(|r| self.reread_slot(r, view.slot_len(index))) {
+            if let Ok(Ok(slot)) = range
+                .clone()
+                .map(|r| self.reread_slot(r, view.slot_len(index)))
+            {
                 return Ok(slot);
             }
         }
@@ -230,13 +276,24 @@ impl Record {
         ))
     }
 
-    fn reread_slot(&self, range: std::ops::Range<usize>, content_len: u64) -> Result<OwnedSlot, Error> {
-        let file = segments::open_segment(self.storage.as_ref(), self.segment_base, OpenMode::Read)?;
+    fn reread_slot(
+        &self,
+        range: std::ops::Range<usize>,
+        content_len: u64,
+    ) -> Result<OwnedSlot, Error> {
+        let file =
+            segments::open_segment(self.storage.as_ref(), self.segment_base, OpenMode::Read)?;
         let mut buf = vec![0u8; range.len()];
         file.read_exact_at(&mut buf, self.position + range.start as u64)
             .map_err(|e| Error::io("re-reading a slot", e))?;
-        let slot = crate::format::slot::decode(&buf, content_len)
-            .map_err(|e| Error::corrupt(segment_file_name(self.segment_base), self.position, None, e.to_string()))?;
+        let slot = crate::format::slot::decode(&buf, content_len).map_err(|e| {
+            Error::corrupt(
+                segment_file_name(self.segment_base),
+                self.position,
+                None,
+                e.to_string(),
+            )
+        })?;
         Ok(OwnedSlot::from(slot))
     }
 }
@@ -352,9 +409,24 @@ impl Scan {
             return Ok(());
         }
         let file = self.file.as_ref().ok_or(Error::Closed)?;
-        let len = self.reader.options.read_window_bytes.max(need).min(self.segment_end - self.pos);
-        let name = || segment_file_name(self.snapshot.segments.get(self.segment_index).copied().unwrap_or(0));
-        let map = file.map(self.pos, len).map_err(|e| Error::io(format!("mapping {}", name()), e))?;
+        let len = self
+            .reader
+            .options
+            .read_window_bytes
+            .max(need)
+            .min(self.segment_end - self.pos);
+        let name = || {
+            segment_file_name(
+                self.snapshot
+                    .segments
+                    .get(self.segment_index)
+                    .copied()
+                    .unwrap_or(0),
+            )
+        };
+        let map = file
+            .map(self.pos, len)
+            .map_err(|e| Error::io(format!("mapping {}", name()), e))?;
         self.window = Some(map);
         self.window_start = self.pos;
         Ok(())
@@ -366,11 +438,19 @@ impl Scan {
         if self.pos >= self.segment_end {
             return Ok(None);
         }
-        let base = self.snapshot.segments.get(self.segment_index).copied().unwrap_or(0);
+        let base = self
+            .snapshot
+            .segments
+            .get(self.segment_index)
+            .copied()
+            .unwrap_or(0);
         let remaining = self.segment_end - self.pos;
         let corrupt = |pos, why: String| Error::corrupt(segment_file_name(base), pos, None, why);
         if remaining < frame::FRAME_HEADER_BYTES as u64 {
-            return Err(corrupt(self.pos, format!("{remaining} stray bytes at the end of the segment")));
+            return Err(corrupt(
+                self.pos,
+                format!("{remaining} stray bytes at the end of the segment"),
+            ));
         }
         self.ensure_window(frame::FRAME_HEADER_BYTES as u64)?;
         let start = usize::try_from(self.pos - self.window_start).unwrap_or(usize::MAX);
@@ -380,7 +460,10 @@ impl Scan {
             .and_then(|w| crate::format::u32_at(w, start))
             .map_or(0, u64::from);
         if frame_len > remaining {
-            return Err(corrupt(self.pos, format!("frame length {frame_len} runs past the durable end")));
+            return Err(corrupt(
+                self.pos,
+                format!("frame length {frame_len} runs past the durable end"),
+            ));
         }
         self.ensure_window(frame_len.max(frame::FRAME_HEADER_BYTES as u64))?;
         let start = usize::try_from(self.pos - self.window_start).unwrap_or(usize::MAX);
@@ -418,7 +501,12 @@ impl Scan {
                 self.open_segment(false)?;
                 continue;
             };
-            let base = self.snapshot.segments.get(self.segment_index).copied().unwrap_or(0);
+            let base = self
+                .snapshot
+                .segments
+                .get(self.segment_index)
+                .copied()
+                .unwrap_or(0);
             let position = self.pos;
             let view = self
                 .window

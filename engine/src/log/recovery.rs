@@ -63,7 +63,14 @@ pub fn recover(
     };
     report.clean = head.is_some_and(|h| h.is_clean());
     let mut pending_erasures: Vec<(u64, Vec<SlotRef>)> = Vec::new();
-    let end = scan_tail(storage.as_ref(), &options, start, &bases, &mut pending_erasures, &mut report)?;
+    let end = scan_tail(
+        storage.as_ref(),
+        &options,
+        start,
+        &bases,
+        &mut pending_erasures,
+        &mut report,
+    )?;
     report.records_recovered = end.next_offset - start.next_offset;
     report.next_offset = end.next_offset;
     if let Some(h) = head.filter(|h| h.erase_pending_from != NONE) {
@@ -71,12 +78,28 @@ pub fn recover(
         collect_erasures(&reader, h.erase_pending_from, &mut pending_erasures)?;
     }
     let generation = head.map_or(0, |h| h.generation);
-    let mut state = build_state(storage.clone(), options, notify, end, generation, &mut report)?;
-    state.erase_pending_from = pending_erasures.iter().map(|(o, _)| *o).min().unwrap_or(NONE);
+    let mut state = build_state(
+        storage.clone(),
+        options,
+        notify,
+        end,
+        generation,
+        &mut report,
+    )?;
+    state.erase_pending_from = pending_erasures
+        .iter()
+        .map(|(o, _)| *o)
+        .min()
+        .unwrap_or(NONE);
     state.publish(0)?;
-    state.head_file.sync_data().map_err(|e| Error::io("syncing HEAD", e))?;
+    state
+        .head_file
+        .sync_data()
+        .map_err(|e| Error::io("syncing HEAD", e))?;
     if report.created {
-        storage.sync_dir().map_err(|e| Error::io("syncing the log directory", e))?;
+        storage
+            .sync_dir()
+            .map_err(|e| Error::io("syncing the log directory", e))?;
     }
     if !pending_erasures.is_empty() {
         let reader = LogReader::with_storage(storage.clone(), options);
@@ -86,7 +109,10 @@ pub fn recover(
         }
         state.erase_pending_from = NONE;
         state.publish(0)?;
-        state.head_file.sync_data().map_err(|e| Error::io("syncing HEAD", e))?;
+        state
+            .head_file
+            .sync_data()
+            .map_err(|e| Error::io("syncing HEAD", e))?;
     }
     Ok((state, report))
 }
@@ -94,23 +120,39 @@ pub fn recover(
 fn start_from_head(storage: &dyn Storage, head: &Head, bases: &[u64]) -> Result<Cursor, Error> {
     let name = segment_file_name(head.active_base);
     if !bases.contains(&head.active_base) {
-        return Err(Error::corrupt(&name, 0, None, "the active segment named by HEAD is missing"));
+        return Err(Error::corrupt(
+            &name,
+            0,
+            None,
+            "the active segment named by HEAD is missing",
+        ));
     }
     let file = segments::open_segment(storage, head.active_base, OpenMode::Read)?;
     let header = segments::read_header(storage, file.as_ref(), head.active_base)?;
-    let len = file.len().map_err(|e| Error::io(format!("reading the length of {name}"), e))?;
+    let len = file
+        .len()
+        .map_err(|e| Error::io(format!("reading the length of {name}"), e))?;
     if len < head.durable_len {
         return Err(Error::corrupt(
             &name,
             len,
             None,
-            format!("segment is {len} bytes, shorter than the durable end {} that HEAD published", head.durable_len),
+            format!(
+                "segment is {len} bytes, shorter than the durable end {} that HEAD published",
+                head.durable_len
+            ),
         ));
     }
     if head.last_frame_pos == NONE {
-        let empty = head.durable_len == SEGMENT_HEADER_BYTES as u64 && head.next_offset == head.active_base;
+        let empty =
+            head.durable_len == SEGMENT_HEADER_BYTES as u64 && head.next_offset == head.active_base;
         if !empty || header.base_prev_hash != head.head_hash {
-            return Err(Error::corrupt(HEAD_FILE_NAME, 0, None, "HEAD disagrees with its active segment"));
+            return Err(Error::corrupt(
+                HEAD_FILE_NAME,
+                0,
+                None,
+                "HEAD disagrees with its active segment",
+            ));
         }
     } else {
         check_last_frame(file.as_ref(), &name, head)?;
@@ -128,10 +170,17 @@ fn start_from_head(storage: &dyn Storage, head: &Head, bases: &[u64]) -> Result<
 /// The frame HEAD names as the last durable one must be there, intact, with HEAD's hash.
 fn check_last_frame(file: &dyn StorageFile, name: &str, head: &Head) -> Result<(), Error> {
     let len = head.durable_len.saturating_sub(head.last_frame_pos);
-    let map = file.map(head.last_frame_pos, len).map_err(|e| Error::io(format!("mapping {name}"), e))?;
+    let map = file
+        .map(head.last_frame_pos, len)
+        .map_err(|e| Error::io(format!("mapping {name}"), e))?;
     let offset = head.next_offset.checked_sub(1);
     let view = frame::decode(&map, u64::MAX).map_err(|e| {
-        Error::corrupt(name, head.last_frame_pos, offset, format!("last durable frame: {e}"))
+        Error::corrupt(
+            name,
+            head.last_frame_pos,
+            offset,
+            format!("last durable frame: {e}"),
+        )
     })?;
     let matches = view.frame_len() == len
         && Some(view.offset()) == offset
@@ -185,9 +234,13 @@ fn start_from_last_segment(
 
 fn remove_segment(storage: &dyn Storage, base: u64) -> Result<(), Error> {
     let name = segment_file_name(base);
-    storage.remove(&name).map_err(|e| Error::io(format!("removing {name}"), e))?;
+    storage
+        .remove(&name)
+        .map_err(|e| Error::io(format!("removing {name}"), e))?;
     let _ = storage.remove(&index_file_name(base));
-    storage.sync_dir().map_err(|e| Error::io("syncing the log directory", e))
+    storage
+        .sync_dir()
+        .map_err(|e| Error::io("syncing the log directory", e))
 }
 
 /// Validates frames from `start` to the end of the last segment and cuts a torn tail.
@@ -207,8 +260,17 @@ fn scan_tail(
         let file = segments::open_segment(storage, base, OpenMode::ReadWrite)?;
         if base != start.base {
             match segments::read_header(storage, file.as_ref(), base) {
-                Ok(h) if h.base_offset == committed.next_offset && h.base_prev_hash == committed.prev_hash => {}
-                Ok(_) => return Err(Error::corrupt(&name, 0, None, "segment does not continue the chain")),
+                Ok(h)
+                    if h.base_offset == committed.next_offset
+                        && h.base_prev_hash == committed.prev_hash => {}
+                Ok(_) => {
+                    return Err(Error::corrupt(
+                        &name,
+                        0,
+                        None,
+                        "segment does not continue the chain",
+                    ))
+                }
                 Err(Error::Corrupt(_)) if is_last => {
                     remove_segment(storage, base)?;
                     report.segments_removed += 1;
@@ -216,18 +278,32 @@ fn scan_tail(
                 }
                 Err(e) => return Err(e),
             }
-            committed = Cursor { base, pos: SEGMENT_HEADER_BYTES as u64, last_frame_pos: NONE, ..committed };
+            committed = Cursor {
+                base,
+                pos: SEGMENT_HEADER_BYTES as u64,
+                last_frame_pos: NONE,
+                ..committed
+            };
         }
-        let len = file.len().map_err(|e| Error::io(format!("reading the length of {name}"), e))?;
+        let len = file
+            .len()
+            .map_err(|e| Error::io(format!("reading the length of {name}"), e))?;
         let end = scan_segment(file.as_ref(), &name, options, committed, len, erasures)?;
         let torn = len - end.pos;
         if torn > 0 && !is_last {
-            return Err(Error::corrupt(&name, end.pos, Some(end.next_offset), "damaged frame in a sealed segment"));
+            return Err(Error::corrupt(
+                &name,
+                end.pos,
+                Some(end.next_offset),
+                "damaged frame in a sealed segment",
+            ));
         }
         committed = end;
         if torn > 0 {
-            file.set_len(end.pos).map_err(|e| Error::io(format!("truncating {name}"), e))?;
-            file.sync_data().map_err(|e| Error::io(format!("syncing {name}"), e))?;
+            file.set_len(end.pos)
+                .map_err(|e| Error::io(format!("truncating {name}"), e))?;
+            file.sync_data()
+                .map_err(|e| Error::io(format!("syncing {name}"), e))?;
             report.torn_bytes_truncated += torn;
         }
     }
@@ -256,7 +332,9 @@ fn scan_segment(
         let view = match frame::decode(bytes, limit) {
             Ok(v) => v,
             Err(e) => {
-                if let Some(witness) = find_witness(&map, from.pos, cursor.pos, cursor.next_offset, limit) {
+                if let Some(witness) =
+                    find_witness(&map, from.pos, cursor.pos, cursor.next_offset, limit)
+                {
                     return Err(Error::corrupt(
                         name,
                         cursor.pos,
@@ -274,7 +352,12 @@ fn scan_segment(
         }
         if view.kind() == KIND_ERASE {
             let (targets, _) = erasure::decode(view.payload()).ok_or_else(|| {
-                Error::corrupt(name, cursor.pos, Some(view.offset()), "malformed erasure record")
+                Error::corrupt(
+                    name,
+                    cursor.pos,
+                    Some(view.offset()),
+                    "malformed erasure record",
+                )
             })?;
             batch_erasures.push((view.offset(), targets));
         }
@@ -296,7 +379,11 @@ fn scan_segment(
 
 fn check_link(view: &FrameView<'_>, cursor: &Cursor, name: &str) -> Result<(), Error> {
     let why = if view.offset() != cursor.next_offset {
-        Some(format!("expected offset {}, found {}", cursor.next_offset, view.offset()))
+        Some(format!(
+            "expected offset {}, found {}",
+            cursor.next_offset,
+            view.offset()
+        ))
     } else if view.prev_hash() != cursor.prev_hash {
         Some("prev_hash does not link to the previous record".to_string())
     } else if view.compute_hash() != view.hash() {
@@ -314,7 +401,13 @@ fn check_link(view: &FrameView<'_>, cursor: &Cursor, name: &str) -> Result<(), E
 
 /// Looks past a bad frame at `bad_pos` for a valid frame that proves the bad bytes had been
 /// durable: one with an offset at or after the expected one and `synced_len > bad_pos`.
-fn find_witness(map: &[u8], map_pos: u64, bad_pos: u64, next_offset: u64, limit: u64) -> Option<u64> {
+fn find_witness(
+    map: &[u8],
+    map_pos: u64,
+    bad_pos: u64,
+    next_offset: u64,
+    limit: u64,
+) -> Option<u64> {
     let mut pos = bad_pos + 8;
     let end = map_pos + map.len() as u64;
     while pos + FRAME_HEADER_BYTES as u64 <= end {
@@ -331,7 +424,11 @@ fn find_witness(map: &[u8], map_pos: u64, bad_pos: u64, next_offset: u64, limit:
 }
 
 /// Erasure records at or after `from` in the durable prefix.
-fn collect_erasures(reader: &LogReader, from: u64, out: &mut Vec<(u64, Vec<SlotRef>)>) -> Result<(), Error> {
+fn collect_erasures(
+    reader: &LogReader,
+    from: u64,
+    out: &mut Vec<(u64, Vec<SlotRef>)>,
+) -> Result<(), Error> {
     for record in reader.scan(from)? {
         let record = record?;
         let view = record.view();
@@ -339,7 +436,12 @@ fn collect_erasures(reader: &LogReader, from: u64, out: &mut Vec<(u64, Vec<SlotR
             continue;
         }
         let (targets, _) = erasure::decode(view.payload()).ok_or_else(|| {
-            Error::corrupt(segment_file_name(record.segment_base()), record.position(), Some(view.offset()), "malformed erasure record")
+            Error::corrupt(
+                segment_file_name(record.segment_base()),
+                record.position(),
+                Some(view.offset()),
+                "malformed erasure record",
+            )
         })?;
         out.push((view.offset(), targets));
     }
@@ -361,10 +463,17 @@ fn build_state(
         .map_err(|e| Error::io("opening HEAD", e))?;
     let head_len = head_file.len().map_err(|e| Error::io("reading HEAD", e))?;
     if head_len < HEAD_FILE_BYTES as u64 {
-        head_file.set_len(HEAD_FILE_BYTES as u64).map_err(|e| Error::io("sizing HEAD", e))?;
+        head_file
+            .set_len(HEAD_FILE_BYTES as u64)
+            .map_err(|e| Error::io("sizing HEAD", e))?;
     }
     let entries = active_index_entries(storage.as_ref(), file.as_ref(), &options, end, report)?;
-    let index = IndexWriter::create(storage.as_ref(), end.base, &entries, options.index_interval_bytes)?;
+    let index = IndexWriter::create(
+        storage.as_ref(),
+        end.base,
+        &entries,
+        options.index_interval_bytes,
+    )?;
     Ok(WriterState {
         storage,
         options,
@@ -407,11 +516,16 @@ fn active_index_entries(
         .map(0, end.pos)
         .map_err(|e| Error::io(format!("mapping {}", segment_file_name(end.base)), e))?;
     let frame_at = |pos: u64| {
-        usize::try_from(pos).ok().and_then(|p| map.get(p..)).and_then(frame::decode_unchecked)
+        usize::try_from(pos)
+            .ok()
+            .and_then(|p| map.get(p..))
+            .and_then(frame::decode_unchecked)
     };
     if let Some(mut entries) = stored {
         entries.retain(|e| e.position < end.pos);
-        let consistent = entries.last().is_none_or(|e| frame_at(e.position).is_some_and(|v| v.offset() == e.offset));
+        let consistent = entries
+            .last()
+            .is_none_or(|e| frame_at(e.position).is_some_and(|v| v.offset() == e.offset));
         let none_missing = entries.first().is_some() || end.pos == SEGMENT_HEADER_BYTES as u64;
         if consistent && none_missing {
             return Ok(entries);
@@ -424,7 +538,11 @@ fn active_index_entries(
     while pos < end.pos {
         let Some(v) = frame_at(pos) else { break };
         if last.is_none_or(|l| pos >= l + options.index_interval_bytes) {
-            entries.push(IndexEntry { offset: v.offset(), position: pos, timestamp_ns: v.timestamp_ns() });
+            entries.push(IndexEntry {
+                offset: v.offset(),
+                position: pos,
+                timestamp_ns: v.timestamp_ns(),
+            });
             last = Some(pos);
         }
         pos += v.frame_len().max(8);

@@ -19,8 +19,13 @@ pub fn index_file_name(base_offset: u64) -> String {
 
 /// Base offsets of all segment files, ascending.
 pub fn list_segments(storage: &dyn Storage) -> Result<Vec<u64>, Error> {
-    let names = storage.list().map_err(|e| Error::io("listing the log directory", e))?;
-    let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_segment_file_name(n)).collect();
+    let names = storage
+        .list()
+        .map_err(|e| Error::io("listing the log directory", e))?;
+    let mut bases: Vec<u64> = names
+        .iter()
+        .filter_map(|n| parse_segment_file_name(n))
+        .collect();
     bases.sort_unstable();
     Ok(bases)
 }
@@ -41,9 +46,10 @@ pub fn read_header(
         }
     })?;
     let header = SegmentHeader::decode(&buf).map_err(|e| match e {
-        SegmentHeaderError::UnsupportedVersion(version) => {
-            Error::UnsupportedVersion { file: name.clone(), version }
-        }
+        SegmentHeaderError::UnsupportedVersion(version) => Error::UnsupportedVersion {
+            file: name.clone(),
+            version,
+        },
         other => Error::corrupt(&name, 0, None, format!("bad segment header: {other:?}")),
     })?;
     if header.base_offset != base {
@@ -51,7 +57,10 @@ pub fn read_header(
             &name,
             16,
             None,
-            format!("header base offset {} disagrees with the file name", header.base_offset),
+            format!(
+                "header base offset {} disagrees with the file name",
+                header.base_offset
+            ),
         ));
     }
     Ok(header)
@@ -65,11 +74,20 @@ pub fn create_segment(
 ) -> Result<Arc<dyn StorageFile>, Error> {
     let name = segment_file_name(base);
     let ctx = |what: &str| format!("{what} {name} in {}", storage.describe());
-    let file = storage.open(&name, OpenMode::CreateNew).map_err(|e| Error::io(ctx("creating"), e))?;
-    let header = SegmentHeader { base_offset: base, base_prev_hash }.encode();
-    file.write_all_at(&header, 0).map_err(|e| Error::io(ctx("writing the header of"), e))?;
+    let file = storage
+        .open(&name, OpenMode::CreateNew)
+        .map_err(|e| Error::io(ctx("creating"), e))?;
+    let header = SegmentHeader {
+        base_offset: base,
+        base_prev_hash,
+    }
+    .encode();
+    file.write_all_at(&header, 0)
+        .map_err(|e| Error::io(ctx("writing the header of"), e))?;
     file.sync_data().map_err(|e| Error::io(ctx("syncing"), e))?;
-    storage.sync_dir().map_err(|e| Error::io(ctx("syncing the directory after creating"), e))?;
+    storage
+        .sync_dir()
+        .map_err(|e| Error::io(ctx("syncing the directory after creating"), e))?;
     Ok(file)
 }
 

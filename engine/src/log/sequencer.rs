@@ -27,13 +27,25 @@ pub type Reply = Result<Vec<Receipt>, Error>;
 /// Commands sent to the sequencer.
 pub enum Command {
     /// Append one atomic batch.
-    Append { frames: Vec<Prepared>, durability: Durability, reply: Sender<Reply> },
+    Append {
+        frames: Vec<Prepared>,
+        durability: Durability,
+        reply: Sender<Reply>,
+    },
     /// Make everything durable.
     Sync { reply: Sender<Result<(), Error>> },
     /// Erase slots (see `Log::erase`).
-    Erase { tenant: String, targets: Vec<SlotRef>, note: Vec<u8>, reply: Sender<Result<Receipt, Error>> },
+    Erase {
+        tenant: String,
+        targets: Vec<SlotRef>,
+        note: Vec<u8>,
+        reply: Sender<Result<Receipt, Error>>,
+    },
     /// Install an admission check.
-    SetAdmission { admission: Box<dyn Admission>, reply: Sender<Result<(), Error>> },
+    SetAdmission {
+        admission: Box<dyn Admission>,
+        reply: Sender<Result<(), Error>>,
+    },
     /// Sync, mark HEAD clean, stop.
     Close { reply: Sender<Result<(), Error>> },
 }
@@ -70,7 +82,9 @@ pub struct WriterState {
 }
 
 fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 impl WriterState {
@@ -81,7 +95,10 @@ impl WriterState {
     /// Admission, then [`Self::sequence_unchecked`].
     fn sequence(&mut self, frames: Vec<Prepared>) -> Result<Vec<Receipt>, Error> {
         if let Some(admission) = self.admission.as_mut() {
-            let views: Vec<_> = frames.iter().filter_map(|p| frame::decode_unchecked(&p.bytes)).collect();
+            let views: Vec<_> = frames
+                .iter()
+                .filter_map(|p| frame::decode_unchecked(&p.bytes))
+                .collect();
             match admission.admit(self.next_offset, &views) {
                 AdmitDecision::Accept => {}
                 AdmitDecision::Reject(reason) => return Err(Error::Rejected { reason }),
@@ -92,10 +109,15 @@ impl WriterState {
     }
 
     /// Rolls the segment if the batch does not fit, then seals the batch into the buffer.
-    pub(super) fn sequence_unchecked(&mut self, mut frames: Vec<Prepared>) -> Result<Vec<Receipt>, Error> {
+    pub(super) fn sequence_unchecked(
+        &mut self,
+        mut frames: Vec<Prepared>,
+    ) -> Result<Vec<Receipt>, Error> {
         let batch_bytes: u64 = frames.iter().map(|p| p.bytes.len() as u64).sum();
         let header = SEGMENT_HEADER_BYTES as u64;
-        if self.written_len > header && self.written_len + batch_bytes > self.options.segment_bytes_max {
+        if self.written_len > header
+            && self.written_len + batch_bytes > self.options.segment_bytes_max
+        {
             self.roll()?;
         }
         let now = now_ns();
@@ -103,7 +125,8 @@ impl WriterState {
         let mut receipts = Vec::with_capacity(frames.len());
         let last = frames.len().saturating_sub(1);
         for (i, p) in frames.iter_mut().enumerate() {
-            let flags = if i == 0 { BATCH_FIRST } else { 0 } | if i == last { BATCH_LAST } else { 0 };
+            let flags =
+                if i == 0 { BATCH_FIRST } else { 0 } | if i == last { BATCH_LAST } else { 0 };
             let timestamp_ns = now.max(self.last_timestamp_ns);
             let fields = SealFields {
                 offset: self.next_offset,
@@ -113,12 +136,23 @@ impl WriterState {
                 batch_len,
                 prev_hash: self.head_hash,
             };
-            let hash = frame::seal(&mut p.bytes, &p.body_digest, p.crc_tail, &fields)
-                .ok_or_else(|| Error::InvalidInput { reason: "malformed prepared frame".to_string() })?;
-            assert_eq!(frame::decode_unchecked(&p.bytes).map(|v| v.prev_hash()), Some(self.head_hash));
-            self.index.offer(self.next_offset, self.written_len, timestamp_ns);
+            let hash = frame::seal(&mut p.bytes, &p.body_digest, p.crc_tail, &fields).ok_or_else(
+                || Error::InvalidInput {
+                    reason: "malformed prepared frame".to_string(),
+                },
+            )?;
+            assert_eq!(
+                frame::decode_unchecked(&p.bytes).map(|v| v.prev_hash()),
+                Some(self.head_hash)
+            );
+            self.index
+                .offer(self.next_offset, self.written_len, timestamp_ns);
             self.buf.extend_from_slice(&p.bytes);
-            receipts.push(Receipt { offset: self.next_offset, hash, timestamp_ns });
+            receipts.push(Receipt {
+                offset: self.next_offset,
+                hash,
+                timestamp_ns,
+            });
             self.last_frame_pos = self.written_len;
             self.written_len += p.bytes.len() as u64;
             self.next_offset += 1;
@@ -150,7 +184,9 @@ impl WriterState {
         self.flush()?;
         if self.synced_len < self.flushed_len {
             let name = self.segment_name();
-            self.file.sync_data().map_err(|e| Error::io(format!("syncing {name}"), e))?;
+            self.file
+                .sync_data()
+                .map_err(|e| Error::io(format!("syncing {name}"), e))?;
             self.synced_len = self.flushed_len;
         }
         self.publish(0)
@@ -170,12 +206,17 @@ impl WriterState {
             last_timestamp_ns: self.last_timestamp_ns,
             erase_pending_from: self.erase_pending_from,
         };
-        debug_assert_eq!(self.synced_len, self.written_len, "HEAD only publishes durable bytes");
+        debug_assert_eq!(
+            self.synced_len, self.written_len,
+            "HEAD only publishes durable bytes"
+        );
         self.head_file
             .write_all_at(&head.encode(), head.copy_position())
             .map_err(|e| Error::io("writing HEAD", e))?;
         if flags & HEAD_FLAG_CLEAN != 0 {
-            self.head_file.sync_data().map_err(|e| Error::io("syncing HEAD", e))?;
+            self.head_file
+                .sync_data()
+                .map_err(|e| Error::io("syncing HEAD", e))?;
         }
         self.notify.publish();
         Ok(())
@@ -186,8 +227,12 @@ impl WriterState {
         self.sync()?;
         let base = self.next_offset;
         let file = segments::create_segment(self.storage.as_ref(), base, self.head_hash)?;
-        let index =
-            IndexWriter::create(self.storage.as_ref(), base, &[], self.options.index_interval_bytes)?;
+        let index = IndexWriter::create(
+            self.storage.as_ref(),
+            base,
+            &[],
+            self.options.index_interval_bytes,
+        )?;
         self.active_base = base;
         self.file = file;
         self.index = index;
@@ -256,13 +301,19 @@ fn process_group(
             continue;
         }
         match command {
-            Command::Append { frames, durability, reply } => match state.sequence(frames) {
+            Command::Append {
+                frames,
+                durability,
+                reply,
+            } => match state.sequence(frames) {
                 Ok(receipts) => replies.appends.push((reply, Ok(receipts), durability)),
                 Err(e @ (Error::Rejected { .. } | Error::InvalidInput { .. })) => {
                     let _ = reply.send(Err(e));
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(Error::Poisoned { reason: e.to_string() }));
+                    let _ = reply.send(Err(Error::Poisoned {
+                        reason: e.to_string(),
+                    }));
                     set_poison(poisoned, &e);
                     failure = Some(e);
                 }
@@ -272,7 +323,12 @@ fn process_group(
                 state.admission = Some(admission);
                 let _ = reply.send(Ok(()));
             }
-            Command::Erase { tenant, targets, note, reply } => {
+            Command::Erase {
+                tenant,
+                targets,
+                note,
+                reply,
+            } => {
                 let result = super::erase::erase(state, &tenant, &targets, &note);
                 if let Err(e) = &result {
                     if !matches!(e, Error::InvalidInput { .. } | Error::Rejected { .. }) {
@@ -286,7 +342,10 @@ fn process_group(
     }
     let needs_sync = !replies.syncs.is_empty()
         || replies.close.is_some()
-        || replies.appends.iter().any(|(_, _, d)| *d == Durability::Sync);
+        || replies
+            .appends
+            .iter()
+            .any(|(_, _, d)| *d == Durability::Sync);
     let written = if failure.is_some() {
         Err(())
     } else if needs_sync {
@@ -303,7 +362,9 @@ fn finish_group(
     written: bool,
     poisoned: &Arc<Mutex<Option<String>>>,
 ) -> bool {
-    let failed = || Error::Poisoned { reason: poison_reason(poisoned).unwrap_or_default() };
+    let failed = || Error::Poisoned {
+        reason: poison_reason(poisoned).unwrap_or_default(),
+    };
     for (reply, result, _) in replies.appends {
         let _ = reply.send(if written { result } else { Err(failed()) });
     }
@@ -311,7 +372,11 @@ fn finish_group(
         let _ = reply.send(if written { Ok(()) } else { Err(failed()) });
     }
     if let Some(reply) = replies.close {
-        let result = if written && poison_reason(poisoned).is_none() { state.close() } else { Err(failed()) };
+        let result = if written && poison_reason(poisoned).is_none() {
+            state.close()
+        } else {
+            Err(failed())
+        };
         let _ = reply.send(result);
         return true;
     }
@@ -319,12 +384,16 @@ fn finish_group(
 }
 
 fn reply_poisoned(command: Command, reason: &str) {
-    let err = || Error::Poisoned { reason: reason.to_string() };
+    let err = || Error::Poisoned {
+        reason: reason.to_string(),
+    };
     match command {
         Command::Append { reply, .. } => {
             let _ = reply.send(Err(err()));
         }
-        Command::Sync { reply } | Command::SetAdmission { reply, .. } | Command::Close { reply } => {
+        Command::Sync { reply }
+        | Command::SetAdmission { reply, .. }
+        | Command::Close { reply } => {
             let _ = reply.send(Err(err()));
         }
         Command::Erase { reply, .. } => {

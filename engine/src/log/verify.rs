@@ -70,16 +70,31 @@ fn check_chunk(chunk: &[Record]) -> ChunkResult {
 fn check_record(record: &Record, view: &FrameView<'_>, out: &mut ChunkResult) -> Result<(), Error> {
     let name = || segment_file_name(record.segment_base());
     if view.compute_hash() != view.hash() {
-        return Err(Error::verify(name(), record.position(), view.offset(), "stored hash does not match the recomputed chain hash"));
+        return Err(Error::verify(
+            name(),
+            record.position(),
+            view.offset(),
+            "stored hash does not match the recomputed chain hash",
+        ));
     }
     for index in 0..view.slot_count() {
         let slot = view.slot(index).map_err(|e| {
-            Error::corrupt(name(), record.position(), Some(view.offset()), format!("slot {index}: {e}"))
+            Error::corrupt(
+                name(),
+                record.position(),
+                Some(view.offset()),
+                format!("slot {index}: {e}"),
+            )
         })?;
         match slot {
             SlotView::Live { .. } => {
                 if view.slot_matches_commitment(index) != Ok(true) {
-                    return Err(Error::verify(name(), record.position(), view.offset(), format!("slot {index} content does not match its commitment")));
+                    return Err(Error::verify(
+                        name(),
+                        record.position(),
+                        view.offset(),
+                        format!("slot {index} content does not match its commitment"),
+                    ));
                 }
                 out.slots_live += 1;
             }
@@ -112,25 +127,43 @@ impl Linker {
             self.enter_segment(reader, record)?;
         }
         if self.prev_hash.is_none() && view.offset() != 0 {
-            return Err(Error::corrupt(&name, 0, Some(view.offset()), "the log does not start at offset 0: a segment is missing"));
+            return Err(Error::corrupt(
+                &name,
+                0,
+                Some(view.offset()),
+                "the log does not start at offset 0: a segment is missing",
+            ));
         }
         if let Some(prev) = self.prev_hash {
             if view.prev_hash() != prev {
-                return Err(fail("prev_hash does not link to the previous record".to_string()));
+                return Err(fail(
+                    "prev_hash does not link to the previous record".to_string(),
+                ));
             }
         } else if view.prev_hash() != crate::format::chain::GENESIS_HASH && view.offset() == 0 {
-            return Err(fail("the first record does not link to the genesis hash".to_string()));
+            return Err(fail(
+                "the first record does not link to the genesis hash".to_string(),
+            ));
         }
         if view.timestamp_ns() < self.last_timestamp_ns {
             return Err(fail("frame timestamp goes backwards".to_string()));
         }
         self.check_batch(&view).map_err(fail)?;
         if view.kind() == KIND_ERASE {
-            let (targets, _) = erasure::decode(view.payload())
-                .ok_or_else(|| Error::corrupt(&name, record.position(), Some(view.offset()), "malformed erasure record"))?;
+            let (targets, _) = erasure::decode(view.payload()).ok_or_else(|| {
+                Error::corrupt(
+                    &name,
+                    record.position(),
+                    Some(view.offset()),
+                    "malformed erasure record",
+                )
+            })?;
             for t in targets {
                 if t.offset >= view.offset() {
-                    return Err(fail(format!("erasure names offset {} at or after itself", t.offset)));
+                    return Err(fail(format!(
+                        "erasure names offset {} at or after itself",
+                        t.offset
+                    )));
                 }
                 self.erasure_targets.entry(t).or_insert(view.offset());
             }
@@ -172,7 +205,12 @@ impl Linker {
         let name = segment_file_name(base);
         if self.prev_hash.is_some() || base == 0 {
             if header.base_prev_hash != expected_prev {
-                return Err(Error::verify(&name, 24, base, "segment header does not continue the chain"));
+                return Err(Error::verify(
+                    &name,
+                    24,
+                    base,
+                    "segment header does not continue the chain",
+                ));
             }
         }
         if self.batch_remaining != 0 {
@@ -191,7 +229,9 @@ impl LogReader {
         let snapshot = self.snapshot()?;
         let head = snapshot.head;
         let mut scan = self.scan_snapshot(snapshot, 0)?;
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 8);
         let mut linker = Linker::default();
         let mut results: Vec<ChunkResult> = Vec::new();
         let mut scan_error: Option<Error> = None;
@@ -262,23 +302,44 @@ fn finish(
         (Some((_, e)), None) => return Err(e),
         (None, None) => {}
     }
-    let mut uncovered: Vec<&SlotRef> = erased.iter().filter(|s| !linker.erasure_targets.contains_key(s)).collect();
+    let mut uncovered: Vec<&SlotRef> = erased
+        .iter()
+        .filter(|s| !linker.erasure_targets.contains_key(s))
+        .collect();
     uncovered.sort();
     if let Some(slot) = uncovered.first() {
         return Err(Error::verify(
             "",
             0,
             slot.offset,
-            format!("slot {} of record {} is erased but no erasure record covers it", slot.slot_index, slot.offset),
+            format!(
+                "slot {} of record {} is erased but no erasure record covers it",
+                slot.slot_index, slot.offset
+            ),
         ));
     }
     report.slots_erased = erased.len() as u64;
     if report.next_offset != head.next_offset {
-        return Err(Error::corrupt("HEAD", 0, None, format!("HEAD publishes {} records, the segments hold {}", head.next_offset, report.next_offset)));
+        return Err(Error::corrupt(
+            "HEAD",
+            0,
+            None,
+            format!(
+                "HEAD publishes {} records, the segments hold {}",
+                head.next_offset, report.next_offset
+            ),
+        ));
     }
-    let last_hash = linker.prev_hash.unwrap_or(crate::format::chain::GENESIS_HASH);
+    let last_hash = linker
+        .prev_hash
+        .unwrap_or(crate::format::chain::GENESIS_HASH);
     if last_hash != head.head_hash && report.record_count > 0 {
-        return Err(Error::verify("HEAD", 0, report.next_offset.saturating_sub(1), "HEAD's head hash differs from the last record's hash"));
+        return Err(Error::verify(
+            "HEAD",
+            0,
+            report.next_offset.saturating_sub(1),
+            "HEAD's head hash differs from the last record's hash",
+        ));
     }
     report.head_hash = hex(&last_hash);
     Ok(report)

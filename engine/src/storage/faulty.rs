@@ -67,7 +67,9 @@ impl FaultyStorage {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Fails the `n`-th mutating operation from now (0 = the next one) and every one after.
@@ -111,12 +113,22 @@ impl FaultyStorage {
             };
             files.insert(
                 name.clone(),
-                FileState { live: image.clone(), durable: image, pending: Vec::new() },
+                FileState {
+                    live: image.clone(),
+                    durable: image,
+                    pending: Vec::new(),
+                },
             );
         }
         let durable_names = files.keys().cloned().collect();
-        let state = State { files, durable_names, ..State::default() };
-        FaultyStorage { state: Arc::new(Mutex::new(state)) }
+        let state = State {
+            files,
+            durable_names,
+            ..State::default()
+        };
+        FaultyStorage {
+            state: Arc::new(Mutex::new(state)),
+        }
     }
 
     /// A copy of a file's live bytes (for tests that inspect or damage files).
@@ -201,7 +213,10 @@ impl Drop for MemLock {
 impl MemFile {
     fn with_file<T>(&self, f: impl FnOnce(&FileState) -> io::Result<T>) -> io::Result<T> {
         let s = self.storage.lock();
-        let file = s.files.get(&self.name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let file = s
+            .files
+            .get(&self.name)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         f(file)
     }
 }
@@ -233,26 +248,39 @@ impl StorageFile for MemFile {
         if s.capacity_bytes.is_some_and(|cap| total + growth > cap) {
             return Err(io::Error::from(io::ErrorKind::StorageFull));
         }
-        let file = s.files.get_mut(&self.name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let file = s
+            .files
+            .get_mut(&self.name)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         if file.live.len() < at + buf.len() {
             file.live.resize(at + buf.len(), 0);
         }
         if let Some(dst) = file.live.get_mut(at..at + buf.len()) {
             dst.copy_from_slice(buf);
         }
-        file.pending.push(Pending::Write { pos, data: buf.to_vec() });
+        file.pending.push(Pending::Write {
+            pos,
+            data: buf.to_vec(),
+        });
         Ok(())
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut s = self.storage.mutate("set_len")?;
-        let file = s.files.get_mut(&self.name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        file.live.resize(usize::try_from(len).map_err(io::Error::other)?, 0);
+        let file = s
+            .files
+            .get_mut(&self.name)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        file.live
+            .resize(usize::try_from(len).map_err(io::Error::other)?, 0);
         file.pending.push(Pending::SetLen(len));
         Ok(())
     }
     fn sync_data(&self) -> io::Result<()> {
         let mut s = self.storage.mutate("sync")?;
-        let file = s.files.get_mut(&self.name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let file = s
+            .files
+            .get_mut(&self.name)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         file.durable = file.live.clone();
         file.pending.clear();
         Ok(())
@@ -294,7 +322,10 @@ impl Storage for FaultyStorage {
     }
     fn remove(&self, name: &str) -> io::Result<()> {
         let mut s = self.mutate("remove")?;
-        s.files.remove(name).map(|_| ()).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+        s.files
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
     fn sync_dir(&self) -> io::Result<()> {
         let mut s = self.mutate("sync_dir")?;
@@ -307,7 +338,9 @@ impl Storage for FaultyStorage {
             return Err(LockError::Held(Some(std::process::id())));
         }
         s.locked = true;
-        Ok(Box::new(MemLock { storage: self.clone() }))
+        Ok(Box::new(MemLock {
+            storage: self.clone(),
+        }))
     }
     fn describe(&self) -> String {
         "memory".to_string()

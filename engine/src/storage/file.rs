@@ -26,7 +26,10 @@ impl FileStorage {
     /// Creates `dir` (mode 0700, parents as needed) if missing and uses it.
     pub fn create_dir(dir: impl Into<PathBuf>) -> io::Result<FileStorage> {
         let dir = dir.into();
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
         Ok(FileStorage { dir })
     }
 
@@ -124,7 +127,10 @@ impl Storage for FileStorage {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 let mut text = String::new();
-                let pid = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
+                let pid = file
+                    .read_to_string(&mut text)
+                    .ok()
+                    .and_then(|_| text.trim().parse().ok());
                 return Err(LockError::Held(pid));
             }
             Err(fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),

@@ -13,7 +13,11 @@ pub struct Mapped {
 
 #[derive(Debug, Clone)]
 enum Inner {
-    Map { map: Arc<memmap2::Mmap>, skip: usize, len: usize },
+    Map {
+        map: Arc<memmap2::Mmap>,
+        skip: usize,
+        len: usize,
+    },
     Owned(Arc<[u8]>),
     Empty,
 }
@@ -28,7 +32,9 @@ impl Mapped {
     /// changing under a reader fails its CRC and is re-read).
     pub fn map_file(file: &File, pos: u64, len: u64) -> std::io::Result<Mapped> {
         if len == 0 {
-            return Ok(Mapped { inner: Inner::Empty });
+            return Ok(Mapped {
+                inner: Inner::Empty,
+            });
         }
         let aligned = pos - pos % PAGE_BYTES;
         let skip = usize::try_from(pos - aligned).map_err(std::io::Error::other)?;
@@ -41,14 +47,27 @@ impl Mapped {
         // map; the one in-place rewrite, slot erasure, replaces bytes with zeros of the same
         // length, which readers observe as a CRC failure and handle as an error, never as UB
         // in safe code since `[u8]` has no invalid bit patterns.
-        let map = unsafe { memmap2::MmapOptions::new().offset(aligned).len(map_len).map(file)? };
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(aligned)
+                .len(map_len)
+                .map(file)?
+        };
         debug_assert_eq!(map.len(), map_len, "map covers the requested range");
-        Ok(Mapped { inner: Inner::Map { map: Arc::new(map), skip, len: len_usize } })
+        Ok(Mapped {
+            inner: Inner::Map {
+                map: Arc::new(map),
+                skip,
+                len: len_usize,
+            },
+        })
     }
 
     /// Wraps bytes that are already in memory.
     pub fn owned(bytes: Vec<u8>) -> Mapped {
-        Mapped { inner: Inner::Owned(bytes.into()) }
+        Mapped {
+            inner: Inner::Owned(bytes.into()),
+        }
     }
 }
 
