@@ -1,1 +1,57 @@
-fn main() {}
+//! `meshflow`: the command-line tool. Glue only: clap parses, `config` checks, and the
+//! engine does the work. Exit codes (SPEC.md §8): 0 success; 1 not found, conflict or
+//! verification failed; 2 usage; 3 corrupt or unreadable data; 4 I/O or other error.
+
+mod args;
+mod commands;
+mod output;
+mod time;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use meshflow_engine::Error;
+
+use args::{Cli, Command, LogCommand};
+
+/// Exit status for each error kind.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    match error.downcast_ref::<Error>() {
+        Some(Error::NotFound { .. } | Error::Verify(_) | Error::Rejected { .. }) => 1,
+        Some(Error::Locked { .. }) => 1,
+        Some(Error::InvalidInput { .. } | Error::LimitExceeded { .. }) => 2,
+        Some(Error::Corrupt(_) | Error::UnsupportedVersion { .. }) => 3,
+        Some(_) => 4,
+        None if error.downcast_ref::<args::UsageError>().is_some() => 2,
+        None => 4,
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let result = match &cli.command {
+        Command::Log { command } => match command {
+            LogCommand::Stats => commands::log::stats(&cli),
+            LogCommand::Verify => commands::log::verify(&cli),
+            LogCommand::Tail(tail) => commands::log::tail(&cli, tail),
+        },
+        Command::Demo(demo) => commands::demo::run(&cli, demo),
+        Command::Bench(bench) => commands::bench::run(bench),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = exit_code(&e);
+            output::print_error(&e, json);
+            ExitCode::from(code)
+        }
+    }
+}

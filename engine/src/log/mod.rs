@@ -37,7 +37,7 @@ pub use options::{
     check_tenant, Durability, Limits, LogOptions, Receipt, RecordInput, RecoveryReport,
     KIND_USER_MIN,
 };
-pub use reader::{LogReader, OwnedSlot, Record, Scan, Snapshot};
+pub use reader::{LogReader, LogStats, OwnedSlot, Record, Scan, Snapshot};
 pub use segments::HEAD_FILE_NAME;
 pub use verify::VerifyReport;
 

@@ -554,3 +554,32 @@ impl Iterator for Scan {
         }
     }
 }
+
+/// Size facts about the durable log, gathered in O(segments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogStats {
+    /// The published HEAD.
+    pub head: Head,
+    /// `(base offset, durable bytes)` of every visible segment.
+    pub segments: Vec<(u64, u64)>,
+    /// Timestamp of record 0, when there is one.
+    pub first_timestamp_ns: Option<u64>,
+}
+
+impl LogReader {
+    /// Segments, sizes and the durable state, without reading records (except record 0).
+    pub fn stats(&self) -> Result<LogStats, Error> {
+        let snapshot = self.snapshot()?;
+        let mut segments = Vec::with_capacity(snapshot.segments.len());
+        for base in &snapshot.segments {
+            segments.push((*base, segment_end(self.storage.as_ref(), &snapshot, *base)?));
+        }
+        let head = snapshot.head;
+        let first_timestamp_ns = if head.next_offset > 0 {
+            self.scan_snapshot(snapshot, 0)?.next().transpose()?.map(|r| r.view().timestamp_ns())
+        } else {
+            None
+        };
+        Ok(LogStats { head, segments, first_timestamp_ns })
+    }
+}

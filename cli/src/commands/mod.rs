@@ -1,0 +1,5 @@
+//! One module per command group.
+
+pub mod bench;
+pub mod demo;
+pub mod log;
