@@ -21,7 +21,12 @@ impl std::error::Error for UsageError {}
 #[command(name = "meshflow", version, about, propagate_version = true)]
 pub struct Cli {
     /// The log directory.
-    #[arg(long, global = true, env = "MESHFLOW_DB", default_value = "./meshflow-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "MESHFLOW_DB",
+        default_value = "./meshflow-data"
+    )]
     pub db: PathBuf,
     /// Structured output (and errors as {"error":{"kind":…,"message":…}}).
     #[arg(long, global = true)]

@@ -34,10 +34,14 @@ fn parse_phases(text: &str, writers: Option<u64>) -> Result<Vec<Phase>> {
             "B" => Phase::B,
             "C" => Phase::C,
             "E" => Phase::E,
-            "D" => bail!(UsageError("phase D needs --layer ledger, which arrives with the ledger".to_string())),
+            "D" => bail!(UsageError(
+                "phase D needs --layer ledger, which arrives with the ledger".to_string()
+            )),
             other => match other.strip_prefix('B').map(str::parse::<u64>) {
                 Some(Ok(w)) if w > 0 => Phase::BW(writers.unwrap_or(w)),
-                _ => bail!(UsageError(format!("unknown phase '{other}' (A, B, B<W>, C, E)"))),
+                _ => bail!(UsageError(format!(
+                    "unknown phase '{other}' (A, B, B<W>, C, E)"
+                ))),
             },
         };
         phases.push(phase);
@@ -68,9 +72,19 @@ fn percentile_us(sorted: &[Duration], p: f64) -> Option<f64> {
     sorted.get(rank).map(|d| d.as_secs_f64() * 1e6)
 }
 
-fn emit(phase: &str, records: u64, secs: f64, unit: &str, latencies: &mut [Duration]) -> Result<()> {
+fn emit(
+    phase: &str,
+    records: u64,
+    secs: f64,
+    unit: &str,
+    latencies: &mut [Duration],
+) -> Result<()> {
     latencies.sort_unstable();
-    let rate = if unit == "reopens/s" { 1.0 / secs } else { records as f64 / secs };
+    let rate = if unit == "reopens/s" {
+        1.0 / secs
+    } else {
+        records as f64 / secs
+    };
     let value = json!({
         "peer": "meshflow",
         "phase": phase,
@@ -117,7 +131,12 @@ fn phase_a(dir: &Path, workload: &Workload) -> Result<(f64, Vec<Duration>)> {
 }
 
 /// Phases B and B<W>: `writers` threads, each append durable on return.
-fn phase_b(dir: &Path, workload: &Workload, writers: u64, records: u64) -> Result<(f64, Vec<Duration>)> {
+fn phase_b(
+    dir: &Path,
+    workload: &Workload,
+    writers: u64,
+    records: u64,
+) -> Result<(f64, Vec<Duration>)> {
     let (log, _) = Log::open(dir, LogOptions::default())?;
     let per_writer = records / writers;
     let started = Instant::now();
@@ -139,7 +158,10 @@ fn phase_b(dir: &Path, workload: &Workload, writers: u64, records: u64) -> Resul
             .collect();
         let mut all = Vec::new();
         for h in handles {
-            all.extend(h.join().map_err(|_| anyhow::anyhow!("a bench thread panicked"))??);
+            all.extend(
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a bench thread panicked"))??,
+            );
         }
         Ok(all)
     })?;
@@ -151,13 +173,22 @@ fn phase_b(dir: &Path, workload: &Workload, writers: u64, records: u64) -> Resul
 /// Runs the requested phases.
 pub fn run(args: &BenchArgs) -> Result<u8> {
     if args.layer != "log" {
-        bail!(UsageError(format!("--layer {} is not available yet (log)", args.layer)));
+        bail!(UsageError(format!(
+            "--layer {} is not available yet (log)",
+            args.layer
+        )));
     }
     if args.runs == 0 || args.steps == 0 {
-        bail!(UsageError("--runs and --steps must be positive".to_string()));
+        bail!(UsageError(
+            "--runs and --steps must be positive".to_string()
+        ));
     }
     let phases = parse_phases(&args.phases, args.writers)?;
-    let workload = Workload { runs: args.runs, steps: args.steps, payload_bytes: args.payload };
+    let workload = Workload {
+        runs: args.runs,
+        steps: args.steps,
+        payload_bytes: args.payload,
+    };
     let temp;
     let root: PathBuf = match &args.dir {
         Some(d) => d.clone(),
@@ -179,7 +210,13 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn run_phase(phase: &Phase, root: &Path, a_dir: &Path, workload: &Workload, args: &BenchArgs) -> Result<()> {
+fn run_phase(
+    phase: &Phase,
+    root: &Path,
+    a_dir: &Path,
+    workload: &Workload,
+    args: &BenchArgs,
+) -> Result<()> {
     let total = workload.record_count();
     match phase {
         Phase::A => {
@@ -241,8 +278,11 @@ struct TempDir {
 
 impl TempDir {
     fn new() -> Result<TempDir> {
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let path = std::env::temp_dir().join(format!("meshflow-bench-{}-{stamp}", std::process::id()));
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path =
+            std::env::temp_dir().join(format!("meshflow-bench-{}-{stamp}", std::process::id()));
         std::fs::create_dir_all(&path)?;
         Ok(TempDir { path })
     }

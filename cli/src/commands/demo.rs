@@ -25,7 +25,10 @@ fn fresh_dir(args: &DemoArgs) -> Result<PathBuf> {
         }
     };
     if dir.exists() {
-        bail!(crate::args::UsageError(format!("{} already exists; the demo needs a fresh directory", dir.display())));
+        bail!(crate::args::UsageError(format!(
+            "{} already exists; the demo needs a fresh directory",
+            dir.display()
+        )));
     }
     Ok(dir)
 }
@@ -33,7 +36,9 @@ fn fresh_dir(args: &DemoArgs) -> Result<PathBuf> {
 /// Runs the demo.
 pub fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
     if args.agents == 0 || args.steps == 0 {
-        bail!(crate::args::UsageError("--agents and --steps must be positive".to_string()));
+        bail!(crate::args::UsageError(
+            "--agents and --steps must be positive".to_string()
+        ));
     }
     let dir = fresh_dir(args)?;
     let mut out = std::io::stdout().lock();
@@ -41,7 +46,11 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
         writeln!(out, "demo directory: {}", dir.display())?;
     }
     let (log, _) = Log::open(&dir, LogOptions::default())?;
-    let workload = Workload { runs: args.agents, steps: args.steps, payload_bytes: 256 };
+    let workload = Workload {
+        runs: args.agents,
+        steps: args.steps,
+        payload_bytes: 256,
+    };
     let started = Instant::now();
     std::thread::scope(|scope| -> Result<()> {
         let handles: Vec<_> = (0..args.agents)
@@ -57,13 +66,21 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
             })
             .collect();
         for h in handles {
-            h.join().map_err(|_| anyhow::anyhow!("an agent thread panicked"))??;
+            h.join()
+                .map_err(|_| anyhow::anyhow!("an agent thread panicked"))??;
         }
         Ok(())
     })?;
     let append_secs = started.elapsed().as_secs_f64();
     let appended = workload.record_count();
-    let erasure = log.erase("default", vec![SlotRef { offset: 0, slot_index: 0 }], b"{\"reason\":\"demo erasure\"}".to_vec())?;
+    let erasure = log.erase(
+        "default",
+        vec![SlotRef {
+            offset: 0,
+            slot_index: 0,
+        }],
+        b"{\"reason\":\"demo erasure\"}".to_vec(),
+    )?;
     log.close().context("closing the demo log")?;
     let (log, recovery) = Log::open(&dir, LogOptions::default())?;
     let report = log.reader().verify()?;
@@ -86,10 +103,31 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
     if cli.json {
         writeln!(out, "{summary}")?;
     } else {
-        writeln!(out, "{} agents appended {appended} durable step records in {append_secs:.2}s ({:.0}/s)", args.agents, appended as f64 / append_secs)?;
-        writeln!(out, "erased the input of record 0 (erasure record at offset {})", erasure.offset)?;
-        writeln!(out, "reopened: {}", if recovery.clean { "clean, O(1) from HEAD" } else { "recovered" })?;
-        writeln!(out, "LOG VALID: {} records, {} segments, {} live slots, {} erased", report.record_count, report.segment_count, report.slots_live, report.slots_erased)?;
+        writeln!(
+            out,
+            "{} agents appended {appended} durable step records in {append_secs:.2}s ({:.0}/s)",
+            args.agents,
+            appended as f64 / append_secs
+        )?;
+        writeln!(
+            out,
+            "erased the input of record 0 (erasure record at offset {})",
+            erasure.offset
+        )?;
+        writeln!(
+            out,
+            "reopened: {}",
+            if recovery.clean {
+                "clean, O(1) from HEAD"
+            } else {
+                "recovered"
+            }
+        )?;
+        writeln!(
+            out,
+            "LOG VALID: {} records, {} segments, {} live slots, {} erased",
+            report.record_count, report.segment_count, report.slots_live, report.slots_erased
+        )?;
         writeln!(out, "head hash: {}", report.head_hash)?;
         writeln!(out, "inspect it: meshflow --db {} log stats", dir.display())?;
     }

@@ -44,9 +44,22 @@ pub fn stats(cli: &Cli) -> Result<u8> {
     writeln!(out, "records:   {}", head.next_offset)?;
     writeln!(out, "segments:  {} ({} bytes)", stats.segments.len(), bytes)?;
     writeln!(out, "head hash: {}", hex(&head.head_hash))?;
-    writeln!(out, "closed:    {}", if head.is_clean() { "cleanly" } else { "not cleanly (writer running or crashed)" })?;
+    writeln!(
+        out,
+        "closed:    {}",
+        if head.is_clean() {
+            "cleanly"
+        } else {
+            "not cleanly (writer running or crashed)"
+        }
+    )?;
     if let (Some(first), Some(last)) = (stats.first_timestamp_ns, last_ts) {
-        writeln!(out, "time span: {} .. {}", rfc3339_ns(first), rfc3339_ns(last))?;
+        writeln!(
+            out,
+            "time span: {} .. {}",
+            rfc3339_ns(first),
+            rfc3339_ns(last)
+        )?;
     }
     Ok(0)
 }
@@ -74,7 +87,11 @@ pub fn verify(cli: &Cli) -> Result<u8> {
             "LOG VALID: {} records in {} segments; {} live slots, {} erased slots ({} erasure records)",
             report.record_count, report.segment_count, report.slots_live, report.slots_erased, report.erasure_records
         )?;
-        writeln!(out, "head hash: {} (compare it with a checkpoint you trust)", report.head_hash)?;
+        writeln!(
+            out,
+            "head hash: {} (compare it with a checkpoint you trust)",
+            report.head_hash
+        )?;
     }
     Ok(0)
 }

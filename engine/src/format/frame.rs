@@ -40,7 +40,7 @@ pub const BATCH_FIRST: u8 = 0b01;
 /// Batch flag: last record of its batch.
 pub const BATCH_LAST: u8 = 0b10;
 
-const _: () = assert!(FRAME_HEADER_BYTES % 8 == 0);
+const _: () = assert!(FRAME_HEADER_BYTES.is_multiple_of(8));
 const _: () = assert!(TENANT_BYTES_MAX <= u8::MAX as usize);
 const _: () = assert!(SLOT_COUNT_MAX <= u16::MAX as usize);
 

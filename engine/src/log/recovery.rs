@@ -526,7 +526,7 @@ fn active_index_entries(
         let consistent = entries
             .last()
             .is_none_or(|e| frame_at(e.position).is_some_and(|v| v.offset() == e.offset));
-        let none_missing = entries.first().is_some() || end.pos == SEGMENT_HEADER_BYTES as u64;
+        let none_missing = !entries.is_empty() || end.pos == SEGMENT_HEADER_BYTES as u64;
         if consistent && none_missing {
             return Ok(entries);
         }

@@ -203,8 +203,8 @@ impl Linker {
         let header = segments::read_header(storage, file.as_ref(), base)?;
         let expected_prev = self.prev_hash.unwrap_or(crate::format::chain::GENESIS_HASH);
         let name = segment_file_name(base);
-        if self.prev_hash.is_some() || base == 0 {
-            if header.base_prev_hash != expected_prev {
+        if (self.prev_hash.is_some() || base == 0) && header.base_prev_hash != expected_prev {
+            {
                 return Err(Error::verify(
                     &name,
                     24,

@@ -60,6 +60,10 @@ pub enum LockError {
 }
 
 /// One open file.
+#[expect(
+    clippy::len_without_is_empty,
+    reason = "files are sized, never tested for emptiness"
+)]
 pub trait StorageFile: Send + Sync + fmt::Debug {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
