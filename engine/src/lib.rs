@@ -35,6 +35,7 @@
     allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)
 )]
 
+pub mod bench;
 pub mod error;
 pub mod format;
 pub mod log;

@@ -3,19 +3,13 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use meshflow_engine::log::{Durability, Log, LogOptions};
+use meshflow_engine::bench::{self, PhaseResult};
 use meshflow_engine::workload::Workload;
 use serde_json::json;
 
 use crate::args::{BenchArgs, UsageError};
-
-/// Outstanding pipelined submissions before the appender collects receipts.
-const PIPELINE_DEPTH: usize = 4096;
-/// Phase A makes the log durable every this many records.
-const SYNC_EVERY: u64 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
@@ -64,110 +58,22 @@ fn reset_rss_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn percentile_us(sorted: &[Duration], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(rank).map(|d| d.as_secs_f64() * 1e6)
-}
-
-fn emit(
-    phase: &str,
-    records: u64,
-    secs: f64,
-    unit: &str,
-    latencies: &mut [Duration],
-) -> Result<()> {
-    latencies.sort_unstable();
-    let rate = if unit == "reopens/s" {
-        1.0 / secs
-    } else {
-        records as f64 / secs
-    };
+fn emit(result: &PhaseResult) -> Result<()> {
     let value = json!({
         "peer": "meshflow",
-        "phase": phase,
-        "records": records,
-        "secs": secs,
-        "rate": rate,
-        "unit": unit,
-        "p50_us": percentile_us(latencies, 0.50),
-        "p99_us": percentile_us(latencies, 0.99),
+        "phase": result.phase,
+        "records": result.records,
+        "secs": result.secs,
+        "rate": result.rate(),
+        "unit": result.unit,
+        "p50_us": result.percentile_us(0.50),
+        "p99_us": result.percentile_us(0.99),
         "rss_peak_mib": rss_peak_mib(),
     });
     let mut out = std::io::stdout().lock();
     writeln!(out, "{value}")?;
     out.flush()?;
     Ok(())
-}
-
-/// Phase A: one pipelined appender, buffered appends, a durable sync every 1,000 records.
-fn phase_a(dir: &Path, workload: &Workload) -> Result<(f64, Vec<Duration>)> {
-    let (log, _) = Log::open(dir, LogOptions::default())?;
-    let count = workload.record_count();
-    let mut sync_latencies = Vec::new();
-    let started = Instant::now();
-    {
-        let mut appender = log.appender();
-        for i in 0..count {
-            appender.submit(workload.record(i), Durability::Buffered)?;
-            while appender.outstanding() > PIPELINE_DEPTH {
-                appender.next_receipts()?;
-            }
-            if (i + 1) % SYNC_EVERY == 0 || i + 1 == count {
-                let t = Instant::now();
-                log.sync()?;
-                sync_latencies.push(t.elapsed());
-            }
-        }
-        while appender.outstanding() > 0 {
-            appender.next_receipts()?;
-        }
-    }
-    let secs = started.elapsed().as_secs_f64();
-    log.close()?;
-    Ok((secs, sync_latencies))
-}
-
-/// Phases B and B<W>: `writers` threads, each append durable on return.
-fn phase_b(
-    dir: &Path,
-    workload: &Workload,
-    writers: u64,
-    records: u64,
-) -> Result<(f64, Vec<Duration>)> {
-    let (log, _) = Log::open(dir, LogOptions::default())?;
-    let per_writer = records / writers;
-    let started = Instant::now();
-    let latencies = std::thread::scope(|scope| -> Result<Vec<Duration>> {
-        let handles: Vec<_> = (0..writers)
-            .map(|w| {
-                let log = &log;
-                scope.spawn(move || -> Result<Vec<Duration>> {
-                    let mut lat = Vec::with_capacity(per_writer as usize);
-                    for i in 0..per_writer {
-                        let record = workload.record(i * writers + w);
-                        let t = Instant::now();
-                        log.append(record, Durability::Sync)?;
-                        lat.push(t.elapsed());
-                    }
-                    Ok(lat)
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for h in handles {
-            all.extend(
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("a bench thread panicked"))??,
-            );
-        }
-        Ok(all)
-    })?;
-    let secs = started.elapsed().as_secs_f64();
-    log.close()?;
-    Ok((secs, latencies))
 }
 
 /// Runs the requested phases.
@@ -201,7 +107,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     let need_a_log = phases.iter().any(|p| matches!(p, Phase::C | Phase::E));
     if need_a_log && !phases.contains(&Phase::A) {
         remove_if_exists(&a_dir)?;
-        phase_a(&a_dir, &workload)?;
+        bench::phase_a(&a_dir, &workload)?;
     }
     for phase in &phases {
         reset_rss_peak();
@@ -218,50 +124,27 @@ fn run_phase(
     args: &BenchArgs,
 ) -> Result<()> {
     let total = workload.record_count();
-    match phase {
+    let result = match phase {
         Phase::A => {
             remove_if_exists(a_dir)?;
-            let (secs, mut lat) = phase_a(a_dir, workload)?;
-            emit("A", total, secs, "records/s", &mut lat)
+            bench::phase_a(a_dir, workload)?
         }
         Phase::B => {
             let dir = root.join("phase-b");
             remove_if_exists(&dir)?;
             let records = args.sync_records.unwrap_or(2000).min(total);
-            let (secs, mut lat) = phase_b(&dir, workload, 1, records)?;
-            emit("B", records, secs, "records/s", &mut lat)
+            bench::phase_b(&dir, workload, 1, records)?
         }
         Phase::BW(writers) => {
             let dir = root.join(format!("phase-b{writers}"));
             remove_if_exists(&dir)?;
             let records = args.sync_records.unwrap_or(64 * 200).min(total);
-            let records = records - records % writers;
-            let (secs, mut lat) = phase_b(&dir, workload, *writers, records)?;
-            emit(&format!("B{writers}"), records, secs, "records/s", &mut lat)
+            bench::phase_b(&dir, workload, *writers, records)?
         }
-        Phase::C => {
-            let reader = meshflow_engine::log::LogReader::open(a_dir, LogOptions::default())?;
-            let started = Instant::now();
-            let report = reader.verify()?;
-            let secs = started.elapsed().as_secs_f64();
-            emit("C", report.record_count, secs, "records/s", &mut [])
-        }
-        Phase::E => {
-            let mut times = Vec::new();
-            for _ in 0..7 {
-                let started = Instant::now();
-                let (log, report) = Log::open(a_dir, LogOptions::default())?;
-                times.push(started.elapsed());
-                if !report.clean {
-                    bail!("phase E expected a cleanly closed log");
-                }
-                log.close()?;
-            }
-            times.sort_unstable();
-            let median = times.get(times.len() / 2).copied().unwrap_or_default();
-            emit("E", total, median.as_secs_f64(), "reopens/s", &mut times)
-        }
-    }
+        Phase::C => bench::phase_c(a_dir)?,
+        Phase::E => bench::phase_e(a_dir, 7)?,
+    };
+    emit(&result)
 }
 
 fn remove_if_exists(dir: &Path) -> Result<()> {

@@ -1,0 +1,178 @@
+//! The benchmark phases of SPEC.md §9 on the log layer, shared by `meshflow bench` and the peer
+//! comparison in `benches/peers`. Each phase returns its measurements; printing is the caller's.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::log::{Durability, Log, LogOptions, LogReader};
+use crate::workload::Workload;
+
+/// Outstanding pipelined submissions before phase A's appender collects receipts.
+const PIPELINE_DEPTH: usize = 4096;
+/// Phase A makes the log durable every this many records.
+pub const SYNC_EVERY_RECORDS: u64 = 1000;
+
+/// What one phase measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseResult {
+    /// Phase name (`A`, `B`, `B64`, `C`, `E`).
+    pub phase: String,
+    /// Records the phase covered.
+    pub records: u64,
+    /// Wall time in seconds (for E: the median reopen time).
+    pub secs: f64,
+    /// Unit of [`PhaseResult::rate`].
+    pub unit: &'static str,
+    /// Per-operation latencies (appends for B, syncs for A, reopens for E).
+    pub latencies: Vec<Duration>,
+}
+
+impl PhaseResult {
+    /// Records per second, or reopens per second for E.
+    pub fn rate(&self) -> f64 {
+        if self.unit == "reopens/s" {
+            1.0 / self.secs
+        } else {
+            self.records as f64 / self.secs
+        }
+    }
+
+    /// The `p`-quantile latency in microseconds (p in 0..=1).
+    pub fn percentile_us(&self, p: f64) -> Option<f64> {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let last = sorted.len().checked_sub(1)?;
+        let rank = ((last as f64) * p).round() as usize;
+        sorted.get(rank.min(last)).map(|d| d.as_secs_f64() * 1e6)
+    }
+}
+
+/// Phase A: one pipelined appender, buffered appends, a durable sync every 1,000 records.
+pub fn phase_a(dir: &Path, workload: &Workload) -> Result<PhaseResult, Error> {
+    let (log, _) = Log::open(dir, LogOptions::default())?;
+    let count = workload.record_count();
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    {
+        let mut appender = log.appender();
+        for i in 0..count {
+            appender.submit(workload.record(i), Durability::Buffered)?;
+            while appender.outstanding() > PIPELINE_DEPTH {
+                appender.next_receipts()?;
+            }
+            if (i + 1) % SYNC_EVERY_RECORDS == 0 || i + 1 == count {
+                let t = Instant::now();
+                log.sync()?;
+                latencies.push(t.elapsed());
+            }
+        }
+        while appender.outstanding() > 0 {
+            appender.next_receipts()?;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    log.close()?;
+    Ok(PhaseResult {
+        phase: "A".to_string(),
+        records: count,
+        secs,
+        unit: "records/s",
+        latencies,
+    })
+}
+
+/// Phases B (`writers` = 1) and B<W>: each of `writers` threads appends durable on return.
+pub fn phase_b(
+    dir: &Path,
+    workload: &Workload,
+    writers: u64,
+    records: u64,
+) -> Result<PhaseResult, Error> {
+    let (log, _) = Log::open(dir, LogOptions::default())?;
+    let writers = writers.max(1);
+    let per_writer = records / writers;
+    let started = Instant::now();
+    let latencies = std::thread::scope(|scope| -> Result<Vec<Duration>, Error> {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let log = &log;
+                scope.spawn(move || -> Result<Vec<Duration>, Error> {
+                    let mut lat = Vec::with_capacity(usize::try_from(per_writer).unwrap_or(0));
+                    for i in 0..per_writer {
+                        let record = workload.record(i * writers + w);
+                        let t = Instant::now();
+                        log.append(record, Durability::Sync)?;
+                        lat.push(t.elapsed());
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.join().map_err(|_| Error::Closed)??);
+        }
+        Ok(all)
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    log.close()?;
+    let phase = if writers == 1 {
+        "B".to_string()
+    } else {
+        format!("B{writers}")
+    };
+    Ok(PhaseResult {
+        phase,
+        records: per_writer * writers,
+        secs,
+        unit: "records/s",
+        latencies,
+    })
+}
+
+/// Phase C: a full verifying scan (frames, chain, slots) of the log in `dir`.
+pub fn phase_c(dir: &Path) -> Result<PhaseResult, Error> {
+    let reader = LogReader::open(dir, LogOptions::default())?;
+    let started = Instant::now();
+    let report = reader.verify()?;
+    let secs = started.elapsed().as_secs_f64();
+    Ok(PhaseResult {
+        phase: "C".to_string(),
+        records: report.record_count,
+        secs,
+        unit: "records/s",
+        latencies: Vec::new(),
+    })
+}
+
+/// Phase E: clean reopen of the (cleanly closed) log in `dir` until ready to append; the
+/// median of `tries` reopens.
+pub fn phase_e(dir: &Path, tries: u32) -> Result<PhaseResult, Error> {
+    let mut latencies = Vec::new();
+    let mut records = 0;
+    for _ in 0..tries.max(1) {
+        let started = Instant::now();
+        let (log, report) = Log::open(dir, LogOptions::default())?;
+        latencies.push(started.elapsed());
+        records = report.next_offset;
+        if !report.clean {
+            return Err(Error::InvalidInput {
+                reason: "phase E needs a cleanly closed log".to_string(),
+            });
+        }
+        log.close()?;
+    }
+    let mut sorted = latencies.clone();
+    sorted.sort_unstable();
+    let secs = sorted
+        .get(sorted.len() / 2)
+        .map_or(0.0, Duration::as_secs_f64);
+    Ok(PhaseResult {
+        phase: "E".to_string(),
+        records,
+        secs,
+        unit: "reopens/s",
+        latencies,
+    })
+}
