@@ -1,5 +1,7 @@
 //! Shared helpers for the workspace-level tests (`tests/`) and benches (`benches/`).
 
+pub mod fuzz;
+
 use meshflow_engine::log::{LogOptions, RecordInput};
 
 /// Record kind used by test records.
@@ -34,4 +36,18 @@ pub fn small_options() -> LogOptions {
     o.index_interval_bytes = 1024;
     o.read_window_bytes = 8192;
     o
+}
+
+/// Runs the binary `bin` with `args` (and no `MESHFLOW_DB`); returns (exit code, stdout, stderr).
+pub fn run_binary(bin: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .env_remove("MESHFLOW_DB")
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin}: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
