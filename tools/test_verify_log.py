@@ -258,7 +258,7 @@ def t_active_payload_flip_crc_fixed(d):
     """Like payload_flip_crc_fixed, in the active segment (the last segment of a multi-segment
     log), below HEAD's durable end."""
     _, active, dlen = read_head(d)
-    f = pick_frame(d, active, limit=dlen)
+    f = pick_frame(d, active, limit=dlen, skip=0)
     p = seg_path(d, active)
     flip(p, f["payload_pos"] + f["payload_len"] // 2)
     refresh_frame_crc(p, f)

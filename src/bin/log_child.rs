@@ -4,6 +4,9 @@
 //! batches of BATCH and prints `offset hash` for every acknowledged record, flushing each line.
 //! `log_child follow DIR COUNT` follows the log from offset 0 and prints `offset hash` for each
 //! record it sees until it has seen COUNT.
+//! `log_child fixture DIR` writes the committed format fixture `tests/fixtures/v1_log/`: several
+//! segments, multi-record batches, records with and without slots, padding everywhere, odd
+//! tenants (Unicode, path separators), and one erasure.
 
 use std::io::Write;
 use std::path::Path;
@@ -19,6 +22,7 @@ fn main() -> ExitCode {
     let result = match args.get(1).map(String::as_str) {
         Some("append") => append(&args),
         Some("follow") => follow(&args),
+        Some("fixture") => fixture(&args),
         _ => Err("usage: log_child append DIR COUNT BATCH | follow DIR COUNT".to_string()),
     };
     match result {
@@ -88,4 +92,50 @@ fn follow(args: &[String]) -> Result<(), String> {
         seen += 1;
     }
     out.flush().map_err(|e| e.to_string())
+}
+
+fn fixture(args: &[String]) -> Result<(), String> {
+    use meshflow_engine::format::erasure::SlotRef;
+    use meshflow_engine::log::RecordInput;
+    let dir = Path::new(arg(args, 2)?);
+    if dir.exists() {
+        return Err(format!("{} exists", dir.display()));
+    }
+    let mut options = small_options();
+    options.segment_bytes_max = 8 * 1024;
+    options.limits.batch_bytes_max = 4 * 1024;
+    options.limits.record_bytes_max = 4 * 1024;
+    options.index_interval_bytes = 512;
+    let (log, _) = Log::open(dir, options).map_err(|e| e.to_string())?;
+    let tenants = ["default", "t\u{e9}nant/../x", "a"];
+    let mut n = 0u64;
+    for round in 0..40u64 {
+        let tenant = tenants[(round % 3) as usize];
+        let batch: Vec<RecordInput> = (0..(round % 4) + 1)
+            .map(|i| {
+                n += 1;
+                let payload = format!("{{\"n\":{n},\"round\":{round},\"i\":{i}}}").into_bytes();
+                let mut r = RecordInput::new(0x0200 + (n % 3) as u16, tenant, payload);
+                for s in 0..(n % 3) {
+                    r = r.with_slot(
+                        format!("slot-{n}-{s}-{}", "z".repeat((n * 7 % 11) as usize)).into_bytes(),
+                    );
+                }
+                r
+            })
+            .collect();
+        log.append_batch(batch, Durability::Sync)
+            .map_err(|e| e.to_string())?;
+    }
+    log.erase(
+        "default",
+        vec![SlotRef {
+            offset: 1,
+            slot_index: 0,
+        }],
+        b"{\"why\":\"fixture\"}".to_vec(),
+    )
+    .map_err(|e| e.to_string())?;
+    log.close().map_err(|e| e.to_string())?;
+    Ok(())
 }

@@ -328,8 +328,16 @@ pub fn decode_unchecked(buf: &[u8]) -> Option<FrameView<'_>> {
 
 impl<'a> FrameView<'a> {
     fn check_structure(&self) -> Result<(), FrameError> {
-        if self.tenant_len > TENANT_BYTES_MAX {
-            return Err(FrameError::BadStructure("tenant longer than 64 bytes"));
+        if self.tenant_len > TENANT_BYTES_MAX || self.tenant_len == 0 {
+            return Err(FrameError::BadStructure("tenant must be 1-64 bytes"));
+        }
+        match std::str::from_utf8(self.tenant()) {
+            Ok(t) if !t.chars().any(char::is_control) => {}
+            _ => {
+                return Err(FrameError::BadStructure(
+                    "tenant is not UTF-8 without control characters",
+                ))
+            }
         }
         if self.slot_count > SLOT_COUNT_MAX {
             return Err(FrameError::BadStructure("too many slots"));

@@ -374,6 +374,23 @@ impl Scan {
         let file = segments::open_segment(storage, base, OpenMode::Read)?;
         segments::read_header(storage, file.as_ref(), base)?;
         self.segment_end = segment_end(storage, &self.snapshot, base)?;
+        let len = file.len().map_err(|e| {
+            Error::io(
+                format!("reading the length of {}", segment_file_name(base)),
+                e,
+            )
+        })?;
+        if len < self.segment_end {
+            return Err(Error::corrupt(
+                segment_file_name(base),
+                len,
+                None,
+                format!(
+                    "segment is {len} bytes, shorter than its durable end {}",
+                    self.segment_end
+                ),
+            ));
+        }
         self.file = Some(file);
         self.window = None;
         self.pos = SEGMENT_HEADER_BYTES as u64;
@@ -449,7 +466,9 @@ impl Scan {
             .copied()
             .unwrap_or(0);
         let remaining = self.segment_end - self.pos;
-        let corrupt = |pos, why: String| Error::corrupt(segment_file_name(base), pos, None, why);
+        let expected = Some(self.next_offset);
+        let corrupt =
+            |pos, why: String| Error::corrupt(segment_file_name(base), pos, expected, why);
         if remaining < frame::FRAME_HEADER_BYTES as u64 {
             return Err(corrupt(
                 self.pos,

@@ -5,7 +5,7 @@
 //! Recomputing hashes is independent per record, so the scanning thread hands chunks of
 //! records to worker threads; linking is a comparison and stays on the scanning thread.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::error::Error;
 use crate::format::erasure::{self, SlotRef, KIND_ERASE};
@@ -50,7 +50,7 @@ const CHUNK_RECORDS: usize = 1024;
 #[derive(Debug, Default)]
 struct ChunkResult {
     slots_live: u64,
-    erased: Vec<SlotRef>,
+    erased: Vec<(SlotRef, u64, u64)>,
     error: Option<(u64, Error)>,
 }
 
@@ -98,10 +98,14 @@ fn check_record(record: &Record, view: &FrameView<'_>, out: &mut ChunkResult) ->
                 }
                 out.slots_live += 1;
             }
-            SlotView::Erased { .. } => out.erased.push(SlotRef {
-                offset: view.offset(),
-                slot_index: u16::try_from(index).unwrap_or(u16::MAX),
-            }),
+            SlotView::Erased { .. } => {
+                let slot = SlotRef {
+                    offset: view.offset(),
+                    slot_index: u16::try_from(index).unwrap_or(u16::MAX),
+                };
+                out.erased
+                    .push((slot, record.segment_base(), record.position()));
+            }
         }
     }
     Ok(())
@@ -149,6 +153,16 @@ impl Linker {
             return Err(fail("frame timestamp goes backwards".to_string()));
         }
         self.check_batch(&view).map_err(fail)?;
+        let kind_base = view.kind() & !crate::format::frame::KIND_CRITICAL;
+        let critical = view.kind() & crate::format::frame::KIND_CRITICAL != 0;
+        if kind_base < crate::log::KIND_USER_MIN && critical && view.kind() != KIND_ERASE {
+            return Err(Error::corrupt(
+                &name,
+                record.position(),
+                Some(view.offset()),
+                format!("unknown critical log kind {:#06x}", view.kind()),
+            ));
+        }
         if view.kind() == KIND_ERASE {
             let (targets, _) = erasure::decode(view.payload()).ok_or_else(|| {
                 Error::corrupt(
@@ -285,7 +299,7 @@ fn finish(
 ) -> Result<VerifyReport, Error> {
     let mut report = linker.report;
     let mut worst: Option<(u64, Error)> = None;
-    let mut erased: HashSet<SlotRef> = HashSet::new();
+    let mut erased: Vec<(SlotRef, u64, u64)> = Vec::new();
     for r in results {
         report.slots_live += r.slots_live;
         erased.extend(r.erased);
@@ -302,15 +316,15 @@ fn finish(
         (Some((_, e)), None) => return Err(e),
         (None, None) => {}
     }
-    let mut uncovered: Vec<&SlotRef> = erased
+    erased.sort_unstable();
+    erased.dedup();
+    let uncovered = erased
         .iter()
-        .filter(|s| !linker.erasure_targets.contains_key(s))
-        .collect();
-    uncovered.sort();
-    if let Some(slot) = uncovered.first() {
+        .find(|(s, _, _)| !linker.erasure_targets.contains_key(s));
+    if let Some((slot, base, position)) = uncovered {
         return Err(Error::verify(
-            "",
-            0,
+            segment_file_name(*base),
+            *position,
             slot.offset,
             format!(
                 "slot {} of record {} is erased but no erasure record covers it",
@@ -320,10 +334,10 @@ fn finish(
     }
     report.slots_erased = erased.len() as u64;
     if report.next_offset != head.next_offset {
-        return Err(Error::corrupt(
+        return Err(Error::verify(
             "HEAD",
             0,
-            None,
+            report.next_offset,
             format!(
                 "HEAD publishes {} records, the segments hold {}",
                 head.next_offset, report.next_offset
