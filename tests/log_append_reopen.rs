@@ -50,6 +50,8 @@ fn every_append_api_reads_back_after_reopen() {
     for n in 4..500 {
         assert_eq!(appender.next_receipts().unwrap()[0].offset, n);
     }
+    assert!(appender.try_next_receipts().is_none());
+    drop(appender);
     log.sync().unwrap();
     check_all(&log.reader(), 500);
     log.close().unwrap();

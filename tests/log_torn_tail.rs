@@ -132,6 +132,7 @@ fn bad_frame_in_one_unsynced_group_is_a_torn_tail() {
     for _ in 3..9 {
         appender.next_receipts().unwrap();
     }
+    drop(appender);
     log.sync().unwrap();
     let start = log.reader().get(3).unwrap().unwrap().position();
     drop(log);

@@ -147,61 +147,100 @@ pub fn prepare(
     slots: &[Vec<u8>],
     salts: &[[u8; 32]],
 ) -> Option<Prepared> {
-    if tenant.len() > TENANT_BYTES_MAX || slots.len() > SLOT_COUNT_MAX {
+    if salts.len() != slots.len() {
         return None;
     }
-    if salts.len() != slots.len() || u32::try_from(payload.len()).is_err() {
-        return None;
-    }
-    let slot_lens: Vec<u64> = slots.iter().map(|s| s.len() as u64).collect();
-    let total = usize::try_from(frame_bytes(
-        tenant.len() as u64,
-        payload.len() as u64,
-        &slot_lens,
-    ))
-    .ok()?;
-    let total_u32 = u32::try_from(total).ok()?;
-    let mut bytes = vec![0u8; total];
-    let slot_count = u16::try_from(slots.len()).ok()?;
-    put_bytes(&mut bytes, 0, &total_u32.to_le_bytes())?;
-    put_bytes(&mut bytes, 32, &kind.to_le_bytes())?;
-    put_bytes(&mut bytes, 35, &[u8::try_from(tenant.len()).ok()?])?;
-    put_bytes(
-        &mut bytes,
-        40,
-        &u32::try_from(payload.len()).ok()?.to_le_bytes(),
-    )?;
-    put_bytes(&mut bytes, 44, &slot_count.to_le_bytes())?;
-    put_bytes(&mut bytes, FRAME_HEADER_BYTES, tenant)?;
-    let descriptors_at = FRAME_HEADER_BYTES + tenant.len();
-    let mut slot_at = usize::try_from(align_up(
-        (descriptors_at + slots.len() * SLOT_DESCRIPTOR_BYTES + payload.len()) as u64,
-    ))
-    .ok()?;
-    for (index, (content, salt)) in slots.iter().zip(salts).enumerate() {
-        let slot_index = u16::try_from(index).ok()?;
-        let commitment = chain::slot_commitment(kind, slot_index, salt, content);
-        let at = descriptors_at + index * SLOT_DESCRIPTOR_BYTES;
-        put_bytes(
-            &mut bytes,
-            at,
-            &u32::try_from(content.len()).ok()?.to_le_bytes(),
-        )?;
-        put_bytes(&mut bytes, at + 4, &commitment)?;
-        let stored = usize::try_from(slot::slot_stored_bytes(content.len() as u64)).ok()?;
-        slot::encode_live(bytes.get_mut(slot_at..slot_at + stored)?, salt, content)?;
-        slot_at += stored;
-    }
-    let payload_at = descriptors_at + slots.len() * SLOT_DESCRIPTOR_BYTES;
-    put_bytes(&mut bytes, payload_at, payload)?;
-    let descriptors = bytes.get(descriptors_at..payload_at)?;
-    let body_digest = chain::body_digest(slot_count, descriptors, payload);
-    let crc_tail = crc32c::crc32c(bytes.get(FRAME_HEADER_BYTES..payload_at + payload.len())?);
+    let mut bytes = Vec::new();
+    let mut next_salt = salts.iter();
+    let (body_digest, crc_tail) =
+        prepare_into(&mut bytes, kind, tenant, payload, slots, &mut |s| {
+            if let Some(salt) = next_salt.next() {
+                *s = *salt;
+            }
+        })?;
     Some(Prepared {
         bytes,
         body_digest,
         crc_tail,
     })
+}
+
+/// Appends a frame to `out` (see [`prepare`]), drawing one salt per slot from `salt`.
+/// Returns the body digest and the CRC of the variable part; on `None`, `out` is unchanged.
+pub fn prepare_into(
+    out: &mut Vec<u8>,
+    kind: u16,
+    tenant: &[u8],
+    payload: &[u8],
+    slots: &[Vec<u8>],
+    salt: &mut dyn FnMut(&mut [u8; 32]),
+) -> Option<([u8; 32], u32)> {
+    let start = out.len();
+    let result = encode_frame(out, start, kind, tenant, payload, slots, salt);
+    if result.is_none() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn encode_frame(
+    out: &mut Vec<u8>,
+    start: usize,
+    kind: u16,
+    tenant: &[u8],
+    payload: &[u8],
+    slots: &[Vec<u8>],
+    salt: &mut dyn FnMut(&mut [u8; 32]),
+) -> Option<([u8; 32], u32)> {
+    if tenant.len() > TENANT_BYTES_MAX || slots.len() > SLOT_COUNT_MAX {
+        return None;
+    }
+    let payload_len = u32::try_from(payload.len()).ok()?;
+    let committed = FRAME_HEADER_BYTES as u64
+        + committed_tail_bytes(
+            tenant.len() as u64,
+            slots.len() as u64,
+            payload.len() as u64,
+        );
+    let slots_bytes: u64 = slots
+        .iter()
+        .map(|c| slot::slot_stored_bytes(c.len() as u64))
+        .sum();
+    let total = usize::try_from(align_up(committed) + slots_bytes).ok()?;
+    let total_u32 = u32::try_from(total).ok()?;
+    let slot_count = u16::try_from(slots.len()).ok()?;
+    out.resize(start + total, 0);
+    let bytes = out.get_mut(start..)?;
+    put_bytes(bytes, 0, &total_u32.to_le_bytes())?;
+    put_bytes(bytes, 32, &kind.to_le_bytes())?;
+    put_bytes(bytes, 35, &[u8::try_from(tenant.len()).ok()?])?;
+    put_bytes(bytes, 40, &payload_len.to_le_bytes())?;
+    put_bytes(bytes, 44, &slot_count.to_le_bytes())?;
+    put_bytes(bytes, FRAME_HEADER_BYTES, tenant)?;
+    let descriptors_at = FRAME_HEADER_BYTES + tenant.len();
+    let payload_at = descriptors_at + slots.len() * SLOT_DESCRIPTOR_BYTES;
+    let mut slot_at = usize::try_from(align_up((payload_at + payload.len()) as u64)).ok()?;
+    for (index, content) in slots.iter().enumerate() {
+        let mut salt_bytes = [0u8; 32];
+        salt(&mut salt_bytes);
+        let slot_index = u16::try_from(index).ok()?;
+        let commitment = chain::slot_commitment(kind, slot_index, &salt_bytes, content);
+        let at = descriptors_at + index * SLOT_DESCRIPTOR_BYTES;
+        put_bytes(bytes, at, &u32::try_from(content.len()).ok()?.to_le_bytes())?;
+        put_bytes(bytes, at + 4, &commitment)?;
+        let stored = usize::try_from(slot::slot_stored_bytes(content.len() as u64)).ok()?;
+        slot::encode_live(
+            bytes.get_mut(slot_at..slot_at + stored)?,
+            &salt_bytes,
+            content,
+        )?;
+        slot_at += stored;
+    }
+    put_bytes(bytes, payload_at, payload)?;
+    let descriptors = bytes.get(descriptors_at..payload_at)?;
+    let body_digest = chain::body_digest(slot_count, descriptors, payload);
+    let crc_tail = crc32c::crc32c(bytes.get(FRAME_HEADER_BYTES..payload_at + payload.len())?);
+    Some((body_digest, crc_tail))
 }
 
 /// Fills in the sequencer-owned header fields of a prepared frame, computes the chain hash and

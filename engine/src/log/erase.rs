@@ -22,6 +22,7 @@ use crate::format::segment_header::segment_file_name;
 use crate::format::slot;
 use crate::storage::{OpenMode, Storage, StorageFile};
 
+use super::frames::FrameMeta;
 use super::options::Receipt;
 use super::reader::LogReader;
 use super::segments;
@@ -136,9 +137,17 @@ pub fn erase(
             }
         })?;
     // The erasure record skips admission: it is the log's own record.
-    let admission = state.admission.take();
-    let sequenced = state.sequence_unchecked(vec![prepared]);
-    state.admission = admission;
+    let meta = FrameMeta {
+        start: 0,
+        len: prepared.bytes.len(),
+        body_digest: prepared.body_digest,
+        crc_tail: prepared.crc_tail,
+    };
+    let mut bytes = prepared.bytes;
+    let mut receipts = Vec::with_capacity(1);
+    let sequenced = state
+        .sequence_unchecked(&mut bytes, &[meta], &mut receipts)
+        .map(|()| receipts);
     let receipt = sequenced?.pop().ok_or(Error::Closed)?;
     state.erase_pending_from = receipt.offset;
     state.sync()?;

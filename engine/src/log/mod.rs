@@ -9,6 +9,7 @@
 mod admission;
 mod erase;
 mod follow;
+mod frames;
 mod index;
 mod notify;
 mod options;
@@ -23,11 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
-use rand::RngCore;
 
 use crate::error::Error;
 use crate::format::erasure::SlotRef;
-use crate::format::frame::{self, Prepared};
 use crate::storage::{FileStorage, LockError, Storage, WriterLock};
 
 pub use admission::{Admission, AdmitDecision};
@@ -41,7 +40,8 @@ pub use reader::{LogReader, LogStats, OwnedSlot, Record, Scan, Snapshot};
 pub use segments::HEAD_FILE_NAME;
 pub use verify::VerifyReport;
 
-use sequencer::{Command, Reply};
+use frames::Frames;
+use sequencer::{Command, ManyReply, Reply, ReplyTo};
 
 /// Commands queued for the sequencer before appenders block (back-pressure).
 const CHANNEL_CAPACITY: usize = 4096;
@@ -136,7 +136,9 @@ impl Log {
             log: self,
             reply_tx,
             reply_rx,
-            outstanding: 0,
+            pending: Frames::default(),
+            ready: std::collections::VecDeque::new(),
+            in_flight: 0,
         }
     }
 
@@ -222,44 +224,19 @@ impl Log {
         tx.send(command).map_err(|_| self.closed_error())
     }
 
-    /// Builds the frames on the calling thread and queues them for the sequencer.
+    /// Builds the frames on the calling thread (salts, commitments, digests, most of the CRC)
+    /// and queues them for the sequencer.
     fn submit(
         &self,
         records: Vec<RecordInput>,
         durability: Durability,
         reply: Sender<Reply>,
     ) -> Result<(), Error> {
-        let limits = &self.options.limits;
-        if records.is_empty() {
-            return Err(Error::InvalidInput {
-                reason: "an empty batch".to_string(),
-            });
-        }
-        if records.len() as u64 > limits.batch_records_max {
-            return Err(Error::LimitExceeded {
-                what: "batch records",
-                actual: records.len() as u64,
-                max: limits.batch_records_max,
-            });
-        }
-        let mut prepared = Vec::with_capacity(records.len());
-        let mut batch_bytes = 0u64;
-        for record in &records {
-            let p = prepare(record, limits)?;
-            batch_bytes += p.bytes.len() as u64;
-            prepared.push(p);
-        }
-        if batch_bytes > limits.batch_bytes_max {
-            return Err(Error::LimitExceeded {
-                what: "batch bytes",
-                actual: batch_bytes,
-                max: limits.batch_bytes_max,
-            });
-        }
+        let mut frames = Frames::default();
+        frames.push_batch(&records, durability, &self.options.limits)?;
         self.send(Command::Append {
-            frames: prepared,
-            durability,
-            reply,
+            frames,
+            reply: ReplyTo::One(reply),
         })
     }
 }
@@ -270,51 +247,25 @@ impl Drop for Log {
     }
 }
 
-/// Checks a record against the limits and builds its frame (salts from a userspace CSPRNG).
-fn prepare(record: &RecordInput, limits: &Limits) -> Result<Prepared, Error> {
-    let kind_base = record.kind & !frame::KIND_CRITICAL;
-    if kind_base < KIND_USER_MIN {
-        return Err(Error::InvalidInput {
-            reason: format!("record kind {:#06x} is reserved for the log", record.kind),
-        });
-    }
-    let slot_lens: Vec<u64> = record.slots.iter().map(|s| s.len() as u64).collect();
-    let frame_bytes = frame::frame_bytes(
-        record.tenant.len() as u64,
-        record.payload.len() as u64,
-        &slot_lens,
-    );
-    limits.check_record(record, frame_bytes)?;
-    let mut rng = rand::rng();
-    let salts: Vec<[u8; 32]> = record
-        .slots
-        .iter()
-        .map(|_| {
-            let mut salt = [0u8; 32];
-            rng.fill_bytes(&mut salt);
-            salt
-        })
-        .collect();
-    frame::prepare(
-        record.kind,
-        record.tenant.as_bytes(),
-        &record.payload,
-        &record.slots,
-        &salts,
-    )
-    .ok_or_else(|| Error::InvalidInput {
-        reason: "record does not fit a frame".to_string(),
-    })
-}
+/// Submissions a pipelined appender gathers before it sends them to the sequencer in one
+/// message.
+const TRANSPORT_BATCH: usize = 256;
 
-/// A pipelined appender: `submit` returns as soon as the frame is queued; receipts come back
-/// in submission order from `next_receipts`.
+/// A pipelined appender: `submit` returns as soon as the frame is built; receipts come back in
+/// submission order from `next_receipts`.
+///
+/// Submissions are sent to the sequencer in groups of up to 256 (one channel message, one
+/// reply), at once for a [`Durability::Sync`] submission, and whenever receipts are asked for.
+/// Call [`Appender::sync`] (not `Log::sync`) to make this appender's submissions durable;
+/// dropping the appender sends whatever it still holds.
 #[derive(Debug)]
 pub struct Appender<'a> {
     log: &'a Log,
-    reply_tx: Sender<Reply>,
-    reply_rx: Receiver<Reply>,
-    outstanding: usize,
+    reply_tx: Sender<ManyReply>,
+    reply_rx: Receiver<ManyReply>,
+    pending: Frames,
+    ready: std::collections::VecDeque<Reply>,
+    in_flight: usize,
 }
 
 impl Appender<'_> {
@@ -323,32 +274,85 @@ impl Appender<'_> {
         self.submit_batch(vec![record], durability)
     }
 
-    /// Queues an atomic batch.
+    /// Queues an atomic batch. Limits are checked here: a refused batch queues nothing.
     pub fn submit_batch(
         &mut self,
         records: Vec<RecordInput>,
         durability: Durability,
     ) -> Result<(), Error> {
-        self.log
-            .submit(records, durability, self.reply_tx.clone())?;
-        self.outstanding += 1;
+        self.pending
+            .push_batch(&records, durability, &self.log.options.limits)?;
+        if self.pending.batch_count() >= TRANSPORT_BATCH || durability == Durability::Sync {
+            self.send_pending()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the gathered submissions to the sequencer.
+    pub fn send_pending(&mut self) -> Result<(), Error> {
+        if self.pending.batch_count() == 0 {
+            return Ok(());
+        }
+        let frames = std::mem::take(&mut self.pending);
+        let count = frames.batch_count();
+        self.log.send(Command::Append {
+            frames,
+            reply: ReplyTo::Many(self.reply_tx.clone()),
+        })?;
+        self.in_flight += count;
         Ok(())
     }
 
     /// Submissions whose receipts have not been collected yet.
     pub fn outstanding(&self) -> usize {
-        self.outstanding
+        self.pending.batch_count() + self.in_flight + self.ready.len()
     }
 
     /// Waits for the receipts of the oldest outstanding submission.
     pub fn next_receipts(&mut self) -> Result<Vec<Receipt>, Error> {
-        if self.outstanding == 0 {
-            return Err(Error::InvalidInput {
-                reason: "no submission is outstanding".to_string(),
-            });
+        if self.ready.is_empty() {
+            if self.in_flight == 0 {
+                self.send_pending()?;
+            }
+            if self.in_flight == 0 {
+                return Err(Error::InvalidInput {
+                    reason: "no submission is outstanding".to_string(),
+                });
+            }
+            let reply = self.reply_rx.recv().map_err(|_| self.log.closed_error())?;
+            self.take_reply(reply);
         }
-        let reply = self.reply_rx.recv().map_err(|_| self.log.closed_error())?;
-        self.outstanding -= 1;
-        reply
+        self.ready.pop_front().unwrap_or(Err(Error::Closed))
+    }
+
+    /// The receipts of the oldest outstanding submission if they are already back; never
+    /// waits (and never sends gathered submissions).
+    pub fn try_next_receipts(&mut self) -> Option<Result<Vec<Receipt>, Error>> {
+        if self.ready.is_empty() {
+            let reply = self.reply_rx.try_recv().ok()?;
+            self.take_reply(reply);
+        }
+        self.ready.pop_front()
+    }
+
+    fn take_reply(&mut self, reply: ManyReply) {
+        self.in_flight = self.in_flight.saturating_sub(reply.outcomes.len());
+        let mut receipts = reply.receipts.into_iter();
+        for outcome in reply.outcomes {
+            self.ready
+                .push_back(outcome.map(|n| receipts.by_ref().take(n).collect()));
+        }
+    }
+
+    /// Sends what is gathered and makes everything appended so far durable.
+    pub fn sync(&mut self) -> Result<(), Error> {
+        self.send_pending()?;
+        self.log.sync()
+    }
+}
+
+impl Drop for Appender<'_> {
+    fn drop(&mut self) {
+        let _ = self.send_pending();
     }
 }

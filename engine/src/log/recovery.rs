@@ -91,11 +91,23 @@ pub fn recover(
         .map(|(o, _)| *o)
         .min()
         .unwrap_or(NONE);
+    // HEAD is rewritten to clear the clean flag; it is fsynced only when recovery changed
+    // something, so a clean reopen costs no fsync (a stale clean flag is harmless: recovery
+    // scans from HEAD's position whatever the flag says).
     state.publish(0)?;
-    state
-        .head_file
-        .sync_data()
-        .map_err(|e| Error::io("syncing HEAD", e))?;
+    let changed = report.created
+        || report.head_missing
+        || report.records_recovered > 0
+        || report.torn_bytes_truncated > 0
+        || report.segments_removed > 0
+        || report.indexes_rebuilt > 0
+        || !pending_erasures.is_empty();
+    if changed {
+        state
+            .head_file
+            .sync_data()
+            .map_err(|e| Error::io("syncing HEAD", e))?;
+    }
     if report.created {
         storage
             .sync_dir()

@@ -6,16 +6,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::error::Error;
 use crate::format::erasure::SlotRef;
-use crate::format::frame::{self, Prepared, SealFields, BATCH_FIRST, BATCH_LAST};
+use crate::format::frame::{self, SealFields, BATCH_FIRST, BATCH_LAST};
 use crate::format::head::{Head, HEAD_FLAG_CLEAN, NONE};
 use crate::format::segment_header::{segment_file_name, SEGMENT_HEADER_BYTES};
 use crate::storage::{Storage, StorageFile};
 
 use super::admission::{Admission, AdmitDecision};
+use super::frames::{FrameMeta, Frames};
 use super::index::IndexWriter;
 use super::notify::Notify;
 use super::options::{Durability, LogOptions, Receipt};
@@ -24,14 +25,29 @@ use super::segments;
 /// A reply to an append: receipts in batch order.
 pub type Reply = Result<Vec<Receipt>, Error>;
 
+/// The reply to a pipelined appender's message: the receipts of every accepted batch, flat and
+/// in order, and per batch either how many receipts are its own or why it failed. (One flat
+/// vector, allocated here and freed by the appender, instead of one per batch: frees across
+/// threads contend on the allocator.)
+#[derive(Debug, Default)]
+pub struct ManyReply {
+    pub receipts: Vec<Receipt>,
+    pub outcomes: Vec<Result<usize, Error>>,
+}
+
+/// Where an append's receipts go.
+#[derive(Debug)]
+pub enum ReplyTo {
+    /// One atomic batch, one reply.
+    One(Sender<Reply>),
+    /// Several batches from a pipelined appender: one reply with a result per batch.
+    Many(Sender<ManyReply>),
+}
+
 /// Commands sent to the sequencer.
 pub enum Command {
-    /// Append one atomic batch.
-    Append {
-        frames: Vec<Prepared>,
-        durability: Durability,
-        reply: Sender<Reply>,
-    },
+    /// Append one or more atomic batches.
+    Append { frames: Frames, reply: ReplyTo },
     /// Make everything durable.
     Sync { reply: Sender<Result<(), Error>> },
     /// Erase slots (see `Log::erase`).
@@ -53,7 +69,9 @@ pub enum Command {
 /// Most commands taken into one group.
 const GROUP_COMMANDS_MAX: usize = 1024;
 /// Flush the group buffer to the file when it grows past this.
-const FLUSH_BYTES: usize = 8 * 1024 * 1024;
+const FLUSH_BYTES: usize = 1024 * 1024;
+/// Buffered bytes are written after the channel has been idle this long.
+const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Everything the writer knows; owned by the sequencer thread.
 #[derive(Debug)]
@@ -92,28 +110,39 @@ impl WriterState {
         segment_file_name(self.active_base)
     }
 
-    /// Admission, then [`Self::sequence_unchecked`].
-    fn sequence(&mut self, frames: Vec<Prepared>) -> Result<Vec<Receipt>, Error> {
+    /// Admission, then [`Self::sequence_unchecked`], for the frames `metas` of `bytes`.
+    fn sequence(
+        &mut self,
+        bytes: &mut [u8],
+        metas: &[FrameMeta],
+        receipts: &mut Vec<Receipt>,
+    ) -> Result<(), Error> {
         if let Some(admission) = self.admission.as_mut() {
-            let views: Vec<_> = frames
+            let views: Vec<_> = metas
                 .iter()
-                .filter_map(|p| frame::decode_unchecked(&p.bytes))
+                .filter_map(|m| bytes.get(m.start..m.start + m.len))
+                .filter_map(frame::decode_unchecked)
                 .collect();
             match admission.admit(self.next_offset, &views) {
                 AdmitDecision::Accept => {}
                 AdmitDecision::Reject(reason) => return Err(Error::Rejected { reason }),
-                AdmitDecision::Duplicate(receipts) => return Ok(receipts),
+                AdmitDecision::Duplicate(original) => {
+                    receipts.extend(original);
+                    return Ok(());
+                }
             }
         }
-        self.sequence_unchecked(frames)
+        self.sequence_unchecked(bytes, metas, receipts)
     }
 
     /// Rolls the segment if the batch does not fit, then seals the batch into the buffer.
     pub(super) fn sequence_unchecked(
         &mut self,
-        mut frames: Vec<Prepared>,
-    ) -> Result<Vec<Receipt>, Error> {
-        let batch_bytes: u64 = frames.iter().map(|p| p.bytes.len() as u64).sum();
+        bytes: &mut [u8],
+        metas: &[FrameMeta],
+        receipts: &mut Vec<Receipt>,
+    ) -> Result<(), Error> {
+        let batch_bytes: u64 = metas.iter().map(|m| m.len as u64).sum();
         let header = SEGMENT_HEADER_BYTES as u64;
         if self.written_len > header
             && self.written_len + batch_bytes > self.options.segment_bytes_max
@@ -121,10 +150,9 @@ impl WriterState {
             self.roll()?;
         }
         let now = now_ns();
-        let batch_len = u32::try_from(frames.len()).unwrap_or(u32::MAX);
-        let mut receipts = Vec::with_capacity(frames.len());
-        let last = frames.len().saturating_sub(1);
-        for (i, p) in frames.iter_mut().enumerate() {
+        let batch_len = u32::try_from(metas.len()).unwrap_or(u32::MAX);
+        let last = metas.len().saturating_sub(1);
+        for (i, m) in metas.iter().enumerate() {
             let flags =
                 if i == 0 { BATCH_FIRST } else { 0 } | if i == last { BATCH_LAST } else { 0 };
             let timestamp_ns = now.max(self.last_timestamp_ns);
@@ -136,25 +164,29 @@ impl WriterState {
                 batch_len,
                 prev_hash: self.head_hash,
             };
-            let hash = frame::seal(&mut p.bytes, &p.body_digest, p.crc_tail, &fields).ok_or_else(
-                || Error::InvalidInput {
-                    reason: "malformed prepared frame".to_string(),
-                },
-            )?;
+            let malformed = || Error::InvalidInput {
+                reason: "malformed prepared frame".to_string(),
+            };
+            let frame_bytes = bytes
+                .get_mut(m.start..m.start + m.len)
+                .ok_or_else(malformed)?;
+            let hash = frame::seal(frame_bytes, &m.body_digest, m.crc_tail, &fields)
+                .ok_or_else(malformed)?;
+            // Pair assertion: what we wrote links to the head we hold.
             assert_eq!(
-                frame::decode_unchecked(&p.bytes).map(|v| v.prev_hash()),
+                crate::format::hash_at(frame_bytes, 48),
                 Some(self.head_hash)
             );
             self.index
                 .offer(self.next_offset, self.written_len, timestamp_ns);
-            self.buf.extend_from_slice(&p.bytes);
+            self.buf.extend_from_slice(frame_bytes);
             receipts.push(Receipt {
                 offset: self.next_offset,
                 hash,
                 timestamp_ns,
             });
             self.last_frame_pos = self.written_len;
-            self.written_len += p.bytes.len() as u64;
+            self.written_len += m.len as u64;
             self.next_offset += 1;
             self.head_hash = hash;
             self.last_timestamp_ns = timestamp_ns;
@@ -162,7 +194,7 @@ impl WriterState {
         if self.buf.len() >= FLUSH_BYTES {
             self.flush()?;
         }
-        Ok(receipts)
+        Ok(())
     }
 
     /// Writes the buffer with one pwrite.
@@ -253,7 +285,7 @@ impl WriterState {
 /// What one group owes its commands once the group is written.
 #[derive(Default)]
 struct GroupReplies {
-    appends: Vec<(Sender<Reply>, Reply, Durability)>,
+    appends: Vec<(ReplyTo, ManyReply)>,
     syncs: Vec<Sender<Result<(), Error>>>,
     close: Option<Sender<Result<(), Error>>>,
 }
@@ -261,7 +293,25 @@ struct GroupReplies {
 /// The sequencer's main loop. Runs until the channel closes or a Close command arrives.
 pub fn run(mut state: WriterState, rx: &Receiver<Command>, poisoned: &Arc<Mutex<Option<String>>>) {
     let mut group: Vec<Command> = Vec::with_capacity(GROUP_COMMANDS_MAX);
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = if state.buf.is_empty() {
+            match rx.recv() {
+                Ok(c) => c,
+                Err(_) => break,
+            }
+        } else {
+            // Buffered bytes wait at most IDLE_FLUSH for more company before they are written.
+            match rx.recv_timeout(IDLE_FLUSH) {
+                Ok(c) => c,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(e) = state.flush() {
+                        set_poison(poisoned, &e);
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        };
         group.push(first);
         while group.len() < GROUP_COMMANDS_MAX {
             match rx.try_recv() {
@@ -295,29 +345,41 @@ fn process_group(
 ) -> bool {
     let mut replies = GroupReplies::default();
     let mut failure: Option<Error> = None;
+    let mut needs_sync = false;
     for command in group.drain(..) {
         if let Some(reason) = poison_reason(poisoned) {
             reply_poisoned(command, &reason);
             continue;
         }
         match command {
-            Command::Append {
-                frames,
-                durability,
-                reply,
-            } => match state.sequence(frames) {
-                Ok(receipts) => replies.appends.push((reply, Ok(receipts), durability)),
-                Err(e @ (Error::Rejected { .. } | Error::InvalidInput { .. })) => {
-                    let _ = reply.send(Err(e));
+            Command::Append { mut frames, reply } => {
+                let mut results = ManyReply {
+                    receipts: Vec::with_capacity(frames.metas.len()),
+                    outcomes: Vec::with_capacity(frames.batch_count()),
+                };
+                let mut first = 0;
+                for batch in &frames.batches {
+                    let metas = frames
+                        .metas
+                        .get(first..first + batch.frame_count)
+                        .unwrap_or(&[]);
+                    first += batch.frame_count;
+                    let before = results.receipts.len();
+                    let result = sequence_one(
+                        state,
+                        &mut frames.bytes,
+                        metas,
+                        &mut results.receipts,
+                        poisoned,
+                        &mut failure,
+                    );
+                    needs_sync |= batch.durability == Durability::Sync && result.is_ok();
+                    results
+                        .outcomes
+                        .push(result.map(|()| results.receipts.len() - before));
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(Error::Poisoned {
-                        reason: e.to_string(),
-                    }));
-                    set_poison(poisoned, &e);
-                    failure = Some(e);
-                }
-            },
+                replies.appends.push((reply, results));
+            }
             Command::Sync { reply } => replies.syncs.push(reply),
             Command::SetAdmission { admission, reply } => {
                 state.admission = Some(admission);
@@ -340,18 +402,16 @@ fn process_group(
             Command::Close { reply } => replies.close = Some(reply),
         }
     }
-    let needs_sync = !replies.syncs.is_empty()
-        || replies.close.is_some()
-        || replies
-            .appends
-            .iter()
-            .any(|(_, _, d)| *d == Durability::Sync);
+    needs_sync |= !replies.syncs.is_empty() || replies.close.is_some();
+    // Buffered-only groups are not written here: the buffer is written when it fills, when a
+    // durable command arrives, or when the channel stays idle (see `run`), so a stream of
+    // small buffered appends costs one pwrite per megabyte, not one per group.
     let written = if failure.is_some() {
         Err(())
     } else if needs_sync {
         state.sync().map_err(|e| set_poison(poisoned, &e))
     } else {
-        state.flush().map_err(|e| set_poison(poisoned, &e))
+        Ok(())
     };
     finish_group(state, replies, written.is_ok(), poisoned)
 }
@@ -365,8 +425,20 @@ fn finish_group(
     let failed = || Error::Poisoned {
         reason: poison_reason(poisoned).unwrap_or_default(),
     };
-    for (reply, result, _) in replies.appends {
-        let _ = reply.send(if written { result } else { Err(failed()) });
+    for (reply, mut results) in replies.appends {
+        if !written {
+            results.receipts.clear();
+            results.outcomes.iter_mut().for_each(|o| *o = Err(failed()));
+        }
+        match reply {
+            ReplyTo::One(tx) => {
+                let outcome = results.outcomes.pop().unwrap_or(Err(Error::Closed));
+                let _ = tx.send(outcome.map(|_| results.receipts));
+            }
+            ReplyTo::Many(tx) => {
+                let _ = tx.send(results);
+            }
+        }
     }
     for reply in replies.syncs {
         let _ = reply.send(if written { Ok(()) } else { Err(failed()) });
@@ -383,14 +455,49 @@ fn finish_group(
     false
 }
 
+/// Sequences one batch; an I/O failure poisons the writer.
+fn sequence_one(
+    state: &mut WriterState,
+    bytes: &mut [u8],
+    metas: &[FrameMeta],
+    receipts: &mut Vec<Receipt>,
+    poisoned: &Arc<Mutex<Option<String>>>,
+    failure: &mut Option<Error>,
+) -> Result<(), Error> {
+    if failure.is_some() {
+        return Err(Error::Poisoned {
+            reason: poison_reason(poisoned).unwrap_or_default(),
+        });
+    }
+    match state.sequence(bytes, metas, receipts) {
+        Ok(()) => Ok(()),
+        Err(e @ (Error::Rejected { .. } | Error::InvalidInput { .. })) => Err(e),
+        Err(e) => {
+            set_poison(poisoned, &e);
+            let reason = e.to_string();
+            *failure = Some(e);
+            Err(Error::Poisoned { reason })
+        }
+    }
+}
+
 fn reply_poisoned(command: Command, reason: &str) {
     let err = || Error::Poisoned {
         reason: reason.to_string(),
     };
     match command {
-        Command::Append { reply, .. } => {
-            let _ = reply.send(Err(err()));
-        }
+        Command::Append { frames, reply } => match reply {
+            ReplyTo::One(tx) => {
+                let _ = tx.send(Err(err()));
+            }
+            ReplyTo::Many(tx) => {
+                let outcomes = frames.batches.iter().map(|_| Err(err())).collect();
+                let _ = tx.send(ManyReply {
+                    receipts: Vec::new(),
+                    outcomes,
+                });
+            }
+        },
         Command::Sync { reply }
         | Command::SetAdmission { reply, .. }
         | Command::Close { reply } => {

@@ -125,14 +125,14 @@ struct Linker {
 impl Linker {
     fn link(&mut self, reader: &LogReader, record: &Record) -> Result<(), Error> {
         let view = record.view();
-        let name = segment_file_name(record.segment_base());
-        let fail = |why: String| Error::verify(&name, record.position(), view.offset(), why);
+        let name = || segment_file_name(record.segment_base());
+        let fail = |why: String| Error::verify(name(), record.position(), view.offset(), why);
         if self.segment != Some(record.segment_base()) {
             self.enter_segment(reader, record)?;
         }
         if self.prev_hash.is_none() && view.offset() != 0 {
             return Err(Error::corrupt(
-                &name,
+                name(),
                 0,
                 Some(view.offset()),
                 "the log does not start at offset 0: a segment is missing",
@@ -157,7 +157,7 @@ impl Linker {
         let critical = view.kind() & crate::format::frame::KIND_CRITICAL != 0;
         if kind_base < crate::log::KIND_USER_MIN && critical && view.kind() != KIND_ERASE {
             return Err(Error::corrupt(
-                &name,
+                name(),
                 record.position(),
                 Some(view.offset()),
                 format!("unknown critical log kind {:#06x}", view.kind()),
@@ -166,7 +166,7 @@ impl Linker {
         if view.kind() == KIND_ERASE {
             let (targets, _) = erasure::decode(view.payload()).ok_or_else(|| {
                 Error::corrupt(
-                    &name,
+                    name(),
                     record.position(),
                     Some(view.offset()),
                     "malformed erasure record",
