@@ -174,3 +174,52 @@ fn records_without_slots_and_large_records_round_trip() {
     assert_eq!(r.slot(3).unwrap(), OwnedSlot::Live(Vec::new()));
     assert_eq!(reader.verify().unwrap().record_count, 2);
 }
+
+#[test]
+fn missing_or_damaged_indexes_are_rebuilt_and_lookups_still_work() {
+    // Proves index files are hints: lookups work without them, and reopening rebuilds them.
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(dir.path(), small_options()).unwrap();
+    for n in 0..800 {
+        log.append(test_record(n), Durability::Buffered).unwrap();
+    }
+    log.close().unwrap();
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "idx") {
+            if removed % 2 == 0 {
+                std::fs::remove_file(&path).unwrap();
+            } else {
+                std::fs::write(&path, b"not an index").unwrap();
+            }
+            removed += 1;
+        }
+    }
+    assert!(removed >= 3);
+    let reader = LogReader::open(dir.path(), small_options()).unwrap();
+    assert_eq!(
+        record_number(reader.get(321).unwrap().unwrap().view().payload()),
+        Some(321)
+    );
+    let (log, report) = Log::open(dir.path(), small_options()).unwrap();
+    assert_eq!(report.indexes_rebuilt, removed, "{report:?}");
+    let reader = log.reader();
+    for n in [0u64, 150, 399, 799] {
+        assert_eq!(
+            record_number(reader.get(n).unwrap().unwrap().view().payload()),
+            Some(n)
+        );
+    }
+    let idx_files = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "idx")
+        })
+        .count();
+    assert_eq!(idx_files as u64, removed);
+}

@@ -77,6 +77,7 @@ pub fn recover(
         let reader = LogReader::with_storage(storage.clone(), options);
         collect_erasures(&reader, h.erase_pending_from, &mut pending_erasures)?;
     }
+    rebuild_sealed_indexes(storage.as_ref(), &options, &bases, end.base, &mut report)?;
     let generation = head.map_or(0, |h| h.generation);
     let mut state = build_state(
         storage.clone(),
@@ -560,4 +561,67 @@ fn active_index_entries(
         pos += v.frame_len().max(8);
     }
     Ok(entries)
+}
+
+/// Rebuilds the index of every sealed segment whose index file is missing or unreadable (the
+/// active segment's is handled by `active_index_entries`). Sealed segments are complete, so
+/// walking their frames is safe; a frame that does not parse ends the walk (verify reports it).
+fn rebuild_sealed_indexes(
+    storage: &dyn Storage,
+    options: &LogOptions,
+    bases: &[u64],
+    active: u64,
+    report: &mut RecoveryReport,
+) -> Result<(), Error> {
+    let names = storage
+        .list()
+        .map_err(|e| Error::io("listing the log directory", e))?;
+    for base in bases.iter().copied().filter(|b| *b < active) {
+        let name = index_file_name(base);
+        let readable = names.contains(&name)
+            && storage.open(&name, OpenMode::Read).ok().is_some_and(|f| {
+                let mut head = [0u8; crate::format::index::INDEX_HEADER_BYTES];
+                f.read_exact_at(&mut head, 0).is_ok()
+                    && crate::format::index::decode_file(&head).is_some()
+            });
+        if readable {
+            continue;
+        }
+        let file = segments::open_segment(storage, base, OpenMode::Read)?;
+        let len = file.len().map_err(|e| {
+            Error::io(
+                format!("reading the length of {}", segment_file_name(base)),
+                e,
+            )
+        })?;
+        let map = file
+            .map(0, len)
+            .map_err(|e| Error::io(format!("mapping {}", segment_file_name(base)), e))?;
+        let mut entries = Vec::new();
+        let mut last: Option<u64> = None;
+        let mut pos = SEGMENT_HEADER_BYTES as u64;
+        while pos < len {
+            let Some(v) = usize::try_from(pos)
+                .ok()
+                .and_then(|p| map.get(p..))
+                .and_then(frame::decode_unchecked)
+            else {
+                break;
+            };
+            if last.is_none_or(|l| pos >= l + options.index_interval_bytes) {
+                entries.push(IndexEntry {
+                    offset: v.offset(),
+                    position: pos,
+                    timestamp_ns: v.timestamp_ns(),
+                });
+                last = Some(pos);
+            }
+            pos += v.frame_len().max(8);
+        }
+        let mut writer =
+            IndexWriter::create(storage, base, &entries, options.index_interval_bytes)?;
+        writer.flush()?;
+        report.indexes_rebuilt += 1;
+    }
+    Ok(())
 }
