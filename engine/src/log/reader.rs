@@ -360,6 +360,15 @@ impl Scan {
         Ok(scan)
     }
 
+    /// Base offset of the segment the scan is in.
+    fn current_base(&self) -> u64 {
+        self.snapshot
+            .segments
+            .get(self.segment_index)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The snapshot this scan reads.
     pub fn snapshot(&self) -> &Snapshot {
         &self.snapshot
@@ -436,15 +445,7 @@ impl Scan {
             .read_window_bytes
             .max(need)
             .min(self.segment_end - self.pos);
-        let name = || {
-            segment_file_name(
-                self.snapshot
-                    .segments
-                    .get(self.segment_index)
-                    .copied()
-                    .unwrap_or(0),
-            )
-        };
+        let name = || segment_file_name(self.current_base());
         let map = file
             .map(self.pos, len)
             .map_err(|e| Error::io(format!("mapping {}", name()), e))?;
@@ -459,12 +460,7 @@ impl Scan {
         if self.pos >= self.segment_end {
             return Ok(None);
         }
-        let base = self
-            .snapshot
-            .segments
-            .get(self.segment_index)
-            .copied()
-            .unwrap_or(0);
+        let base = self.current_base();
         let remaining = self.segment_end - self.pos;
         let expected = Some(self.next_offset);
         let corrupt =
@@ -524,12 +520,7 @@ impl Scan {
                 self.open_segment(false)?;
                 continue;
             };
-            let base = self
-                .snapshot
-                .segments
-                .get(self.segment_index)
-                .copied()
-                .unwrap_or(0);
+            let base = self.current_base();
             let position = self.pos;
             let view = self
                 .window

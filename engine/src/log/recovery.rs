@@ -545,12 +545,26 @@ fn active_index_entries(
         }
     }
     report.indexes_rebuilt += 1;
+    Ok(index_entries_of(
+        &map,
+        end.pos,
+        options.index_interval_bytes,
+    ))
+}
+
+/// Sparse index entries of the segment bytes `map` (from position 0) up to `end`, one per
+/// `interval_bytes`, walking frames without checking them (verify does that); the walk stops
+/// at the first frame that does not parse.
+fn index_entries_of(map: &[u8], end: u64, interval_bytes: u64) -> Vec<IndexEntry> {
     let mut entries = Vec::new();
     let mut last: Option<u64> = None;
     let mut pos = SEGMENT_HEADER_BYTES as u64;
-    while pos < end.pos {
-        let Some(v) = frame_at(pos) else { break };
-        if last.is_none_or(|l| pos >= l + options.index_interval_bytes) {
+    while pos < end {
+        let frame = usize::try_from(pos).ok().and_then(|p| map.get(p..));
+        let Some(v) = frame.and_then(frame::decode_unchecked) else {
+            break;
+        };
+        if last.is_none_or(|l| pos >= l + interval_bytes) {
             entries.push(IndexEntry {
                 offset: v.offset(),
                 position: pos,
@@ -560,7 +574,7 @@ fn active_index_entries(
         }
         pos += v.frame_len().max(8);
     }
-    Ok(entries)
+    entries
 }
 
 /// Rebuilds the index of every sealed segment whose index file is missing or unreadable (the
@@ -597,27 +611,7 @@ fn rebuild_sealed_indexes(
         let map = file
             .map(0, len)
             .map_err(|e| Error::io(format!("mapping {}", segment_file_name(base)), e))?;
-        let mut entries = Vec::new();
-        let mut last: Option<u64> = None;
-        let mut pos = SEGMENT_HEADER_BYTES as u64;
-        while pos < len {
-            let Some(v) = usize::try_from(pos)
-                .ok()
-                .and_then(|p| map.get(p..))
-                .and_then(frame::decode_unchecked)
-            else {
-                break;
-            };
-            if last.is_none_or(|l| pos >= l + options.index_interval_bytes) {
-                entries.push(IndexEntry {
-                    offset: v.offset(),
-                    position: pos,
-                    timestamp_ns: v.timestamp_ns(),
-                });
-                last = Some(pos);
-            }
-            pos += v.frame_len().max(8);
-        }
+        let entries = index_entries_of(&map, len, options.index_interval_bytes);
         let mut writer =
             IndexWriter::create(storage, base, &entries, options.index_interval_bytes)?;
         writer.flush()?;
