@@ -40,6 +40,7 @@ fn scan(c: &mut Criterion) {
             n
         });
     });
+    group.throughput(Throughput::Elements(1000));
     group.bench_function("get_by_offset/random_1000", |b| {
         b.iter(|| {
             let mut x = 12345u64;

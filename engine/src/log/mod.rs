@@ -55,6 +55,7 @@ pub struct Log {
     options: LogOptions,
     notify: Arc<Notify>,
     poisoned: Arc<Mutex<Option<String>>>,
+    reader_cache: Arc<reader::ReaderCache>,
     _lock: Box<dyn WriterLock>,
 }
 
@@ -93,6 +94,7 @@ impl Log {
             options,
             notify,
             poisoned,
+            reader_cache: Arc::default(),
             _lock: lock,
         };
         Ok((log, report))
@@ -109,6 +111,7 @@ impl Log {
             storage: self.storage.clone(),
             options: self.options,
             notify: Some(self.notify.clone()),
+            cache: self.reader_cache.clone(),
         }
     }
 

@@ -23,6 +23,17 @@ pub struct LogReader {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) options: LogOptions,
     pub(crate) notify: Option<Arc<Notify>>,
+    pub(crate) cache: Arc<ReaderCache>,
+}
+
+/// What a reader (and its clones) remembers between lookups: the segment list and the index
+/// entries already read. Both only ever grow: segments are never deleted and index entries
+/// are appended, so a cached entry stays true; entries past a snapshot's durable end are
+/// filtered on use.
+#[derive(Debug, Default)]
+pub(crate) struct ReaderCache {
+    segments: std::sync::Mutex<Vec<u64>>,
+    indexes: std::sync::Mutex<std::collections::HashMap<u64, Arc<Vec<IndexEntry>>>>,
 }
 
 /// The durable state a reader works against: HEAD and the segments it covers.
@@ -76,6 +87,7 @@ impl LogReader {
             storage,
             options,
             notify: None,
+            cache: Arc::default(),
         };
         let has_head = reader.storage.exists(HEAD_FILE_NAME).unwrap_or(false);
         if !has_head && segments::list_segments(reader.storage.as_ref())?.is_empty() {
@@ -92,6 +104,7 @@ impl LogReader {
             storage,
             options,
             notify: None,
+            cache: Arc::default(),
         }
     }
 
@@ -110,7 +123,17 @@ impl LogReader {
                 "HEAD is missing; open the log for writing to recover it",
             )
         })?;
-        let mut segments = segments::list_segments(self.storage.as_ref())?;
+        let mut segments = {
+            let mut cached = self
+                .cache
+                .segments
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !cached.contains(&head.active_base) {
+                *cached = segments::list_segments(self.storage.as_ref())?;
+            }
+            cached.clone()
+        };
         segments.retain(|b| *b <= head.active_base);
         if segments.last() != Some(&head.active_base) {
             return Err(Error::corrupt(
@@ -142,6 +165,36 @@ impl LogReader {
     /// Sparse index entries of segment `base` that lie below `end` bytes (empty when the
     /// index is missing or damaged; scans then start at the segment's first frame).
     pub fn index_entries(&self, base: u64, end: u64) -> Vec<IndexEntry> {
+        self.read_index(base, end)
+    }
+
+    /// Index entries of segment `base` below `end` that can locate `target`: from the cache
+    /// when it already reaches `target` (or the segment is sealed), else read again.
+    fn cached_index(&self, base: u64, end: u64, sealed: bool, target: u64) -> Arc<Vec<IndexEntry>> {
+        let mut cache = self.cache.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh_enough =
+            |e: &Arc<Vec<IndexEntry>>| sealed || e.last().is_some_and(|l| l.offset >= target);
+        let entries = match cache.get(&base).filter(|e| fresh_enough(e)) {
+            Some(e) => e.clone(),
+            None => {
+                let e = Arc::new(self.read_index(base, u64::MAX));
+                cache.insert(base, e.clone());
+                e
+            }
+        };
+        if entries.last().is_some_and(|l| l.position >= end) {
+            return Arc::new(
+                entries
+                    .iter()
+                    .copied()
+                    .filter(|e| e.position < end)
+                    .collect(),
+            );
+        }
+        entries
+    }
+
+    fn read_index(&self, base: u64, end: u64) -> Vec<IndexEntry> {
         let name = index_file_name(base);
         let Ok(file) = self.storage.open(&name, OpenMode::Read) else {
             return Vec::new();
@@ -405,7 +458,10 @@ impl Scan {
         self.pos = SEGMENT_HEADER_BYTES as u64;
         self.next_offset = base;
         if seek && self.from > base {
-            let entries = self.reader.index_entries(base, self.segment_end);
+            let sealed = base < self.snapshot.head.active_base;
+            let entries = self
+                .reader
+                .cached_index(base, self.segment_end, sealed, self.from);
             let at = entries.partition_point(|e| e.offset <= self.from);
             if let Some(entry) = at.checked_sub(1).and_then(|i| entries.get(i)) {
                 if self.frame_at_has_offset(entry.position, entry.offset) {
