@@ -40,13 +40,18 @@ impl Mapped {
         let skip = usize::try_from(pos - aligned).map_err(std::io::Error::other)?;
         let len_usize = usize::try_from(len).map_err(std::io::Error::other)?;
         let map_len = skip + len_usize;
+        // memmap2 requires that the mapped file is not truncated or modified in ways that break
+        // Rust's aliasing rules while the map lives. The log never shrinks a file below a
+        // published durable end (readers map only below it) and never writes through a map;
+        // the one in-place rewrite, slot erasure, replaces bytes with zeros of the same length,
+        // which readers observe as a CRC failure and re-read, never as UB in safe code since
+        // `[u8]` has no invalid bit patterns.
+        debug_assert!(
+            file.metadata().is_ok_and(|m| m.len() >= pos + len),
+            "range within the file"
+        );
         #[expect(unsafe_code, reason = "see SAFETY")]
-        // SAFETY: memmap2 requires that the mapped file is not truncated or modified in ways
-        // that break Rust's aliasing rules while the map lives. The log never shrinks a file
-        // below a published durable end (readers map only below it) and never writes through a
-        // map; the one in-place rewrite, slot erasure, replaces bytes with zeros of the same
-        // length, which readers observe as a CRC failure and handle as an error, never as UB
-        // in safe code since `[u8]` has no invalid bit patterns.
+        // SAFETY: a read-only map of a range below the durable end (see the paragraph above).
         let map = unsafe {
             memmap2::MmapOptions::new()
                 .offset(aligned)
