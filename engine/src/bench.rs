@@ -106,7 +106,7 @@ pub fn phase_a(dir: &Path, workload: &Workload) -> Result<PhaseResult, Error> {
     })
 }
 
-/// Phases B (`writers` = 1) and B<W>: each of `writers` threads appends durable on return.
+/// Phases B (`writers` = 1) and `B<W>`: each of `writers` threads appends durable on return.
 pub fn phase_b(
     dir: &Path,
     workload: &Workload,

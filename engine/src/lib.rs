@@ -22,7 +22,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layers: [`format`] encodes and decodes bytes and never does I/O; [`storage`] is the file
+//! Layers: [`format`](mod@format) encodes and decodes bytes and never does I/O; [`storage`] is the file
 //! system behind a trait (with a fault-injecting implementation for crash tests); [`log`] is the
 //! writer, the readers, recovery, verification and erasure.
 #![deny(missing_docs)]
