@@ -17,6 +17,7 @@ mod reader;
 mod recovery;
 mod segments;
 mod sequencer;
+mod syncer;
 mod verify;
 
 use std::path::Path;
