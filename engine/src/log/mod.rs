@@ -17,7 +17,6 @@ mod reader;
 mod recovery;
 mod segments;
 mod sequencer;
-mod syncer;
 mod verify;
 
 use std::path::Path;

@@ -19,7 +19,6 @@ use super::admission::{Admission, AdmitDecision};
 use super::frames::{FrameMeta, Frames};
 use super::index::IndexWriter;
 use super::notify::Notify;
-use super::syncer::{SyncJob, SyncerHandle};
 use super::options::{Durability, LogOptions, Receipt};
 use super::segments;
 
@@ -100,8 +99,6 @@ pub struct WriterState {
     pub(super) erase_pending_from: u64,
     pub(super) admission: Option<Box<dyn Admission>>,
     pub(super) buf: Vec<u8>,
-    /// The syncer thread, once the sequencer runs (recovery syncs inline).
-    pub(super) syncer: Option<SyncerHandle>,
 }
 
 fn now_ns() -> u64 {
@@ -216,62 +213,8 @@ impl WriterState {
         self.index.flush()
     }
 
-    /// Waits until the syncer has finished every job, so the sequencer may sync, publish,
-    /// roll or erase itself.
-    pub(super) fn wait_syncer_idle(&mut self) {
-        if let Some(len) = self.syncer.as_mut().and_then(SyncerHandle::wait_idle) {
-            self.synced_len = self.synced_len.max(len);
-        }
-    }
-
-    /// Takes note of finished syncer jobs (their durable lengths) without waiting.
-    fn poll_syncer(&mut self) {
-        if let Some(len) = self.syncer.as_mut().and_then(SyncerHandle::poll) {
-            self.synced_len = self.synced_len.max(len);
-        }
-    }
-
-    /// Flushes and hands the durable point to the syncer with the group's waiters.
-    fn sync_async(&mut self, waiters: Delivery) -> Result<(), Delivery> {
-        if let Err(e) = self.flush() {
-            let mut waiters = waiters;
-            waiters.failure = Some(e.to_string());
-            return Err(waiters);
-        }
-        self.generation += 1;
-        let head = self.head_state(0);
-        let job = SyncJob {
-            file: self.file.clone(),
-            file_name: self.segment_name(),
-            head: Head { durable_len: self.flushed_len, ..head },
-            waiters,
-        };
-        match self.syncer.as_mut() {
-            Some(syncer) => {
-                syncer.submit(job);
-                Ok(())
-            }
-            None => Err(job.waiters),
-        }
-    }
-
-    fn head_state(&self, flags: u32) -> Head {
-        Head {
-            flags,
-            generation: self.generation,
-            active_base: self.active_base,
-            durable_len: self.synced_len,
-            next_offset: self.next_offset,
-            head_hash: self.head_hash,
-            last_frame_pos: self.last_frame_pos,
-            last_timestamp_ns: self.last_timestamp_ns,
-            erase_pending_from: self.erase_pending_from,
-        }
-    }
-
-    /// Flushes, fsyncs the active segment and publishes HEAD, on this thread.
+    /// Flushes, fsyncs the active segment and publishes HEAD.
     pub(super) fn sync(&mut self) -> Result<(), Error> {
-        self.wait_syncer_idle();
         self.flush()?;
         if self.synced_len < self.flushed_len {
             let name = self.segment_name();
@@ -285,9 +228,18 @@ impl WriterState {
 
     /// Writes the durable state to HEAD (no fsync unless `flags` marks a clean close).
     pub(super) fn publish(&mut self, flags: u32) -> Result<(), Error> {
-        debug_assert!(!self.syncer.as_ref().is_some_and(SyncerHandle::busy), "syncer idle");
         self.generation += 1;
-        let head = self.head_state(flags);
+        let head = Head {
+            flags,
+            generation: self.generation,
+            active_base: self.active_base,
+            durable_len: self.synced_len,
+            next_offset: self.next_offset,
+            head_hash: self.head_hash,
+            last_frame_pos: self.last_frame_pos,
+            last_timestamp_ns: self.last_timestamp_ns,
+            erase_pending_from: self.erase_pending_from,
+        };
         debug_assert_eq!(
             self.synced_len, self.written_len,
             "HEAD only publishes durable bytes"
@@ -342,7 +294,6 @@ struct GroupReplies {
 
 /// The sequencer's main loop. Runs until the channel closes or a Close command arrives.
 pub fn run(mut state: WriterState, rx: &Receiver<Command>, poisoned: &Arc<Mutex<Option<String>>>) {
-    state.syncer = SyncerHandle::start(state.head_file.clone(), state.notify.clone(), poisoned.clone());
     let mut group: Vec<Command> = Vec::with_capacity(GROUP_COMMANDS_MAX);
     loop {
         let first = if let Some(c) = poll_briefly(rx) {
@@ -372,8 +323,7 @@ pub fn run(mut state: WriterState, rx: &Receiver<Command>, poisoned: &Arc<Mutex<
                 Err(_) => break,
             }
         }
-        let more_queued = !rx.is_empty();
-        let stop = process_group(&mut state, &mut group, poisoned, more_queued);
+        let stop = process_group(&mut state, &mut group, poisoned);
         if stop {
             break;
         }
@@ -415,9 +365,7 @@ fn process_group(
     state: &mut WriterState,
     group: &mut Vec<Command>,
     poisoned: &Arc<Mutex<Option<String>>>,
-    more_queued: bool,
 ) -> bool {
-    state.poll_syncer();
     let mut replies = GroupReplies::default();
     let mut failure: Option<Error> = None;
     let mut needs_sync = false;
@@ -478,19 +426,6 @@ fn process_group(
         }
     }
     needs_sync |= !replies.syncs.is_empty() || replies.close.is_some();
-    // Hand the fsync to the syncer when there is more to seal meanwhile (or a sync is already
-    // running); sync inline when the sequencer would only wait for it anyway.
-    let overlap = more_queued || state.syncer.as_ref().is_some_and(SyncerHandle::busy);
-    if needs_sync && failure.is_none() && replies.close.is_none() && overlap {
-        let waiters = Delivery { appends: replies.appends, syncs: replies.syncs, failure: None };
-        if let Err(mut waiters) = state.sync_async(waiters) {
-            let reason = waiters.failure.clone().unwrap_or_else(|| "no syncer".to_string());
-            set_poison(poisoned, &Error::Poisoned { reason });
-            waiters.failure = poison_reason(poisoned);
-            deliver(waiters);
-        }
-        return false;
-    }
     // Buffered-only groups are not written here: the buffer is written when it fills, when a
     // durable command arrives, or when the channel stays idle (see `run`), so a stream of
     // small buffered appends costs one pwrite per megabyte, not one per group.
@@ -504,21 +439,19 @@ fn process_group(
     finish_group(state, replies, written.is_ok(), poisoned)
 }
 
-/// Replies of one group on their way to the appenders: the group is durable (or written,
-/// for buffered appends), or `failure` says why not.
-pub struct Delivery {
-    pub appends: Vec<(ReplyTo, ManyReply)>,
-    pub syncs: Vec<Sender<Result<(), Error>>>,
-    pub failure: Option<String>,
-}
-
-/// Wakes every waiter of a group.
-pub fn deliver(delivery: Delivery) {
-    let failed = |reason: &String| Error::Poisoned { reason: reason.clone() };
-    for (reply, mut results) in delivery.appends {
-        if let Some(reason) = &delivery.failure {
+fn finish_group(
+    state: &mut WriterState,
+    replies: GroupReplies,
+    written: bool,
+    poisoned: &Arc<Mutex<Option<String>>>,
+) -> bool {
+    let failed = || Error::Poisoned {
+        reason: poison_reason(poisoned).unwrap_or_default(),
+    };
+    for (reply, mut results) in replies.appends {
+        if !written {
             results.receipts.clear();
-            results.outcomes.iter_mut().for_each(|o| *o = Err(failed(reason)));
+            results.outcomes.iter_mut().for_each(|o| *o = Err(failed()));
         }
         match reply {
             ReplyTo::One(tx) => {
@@ -530,24 +463,14 @@ pub fn deliver(delivery: Delivery) {
             }
         }
     }
-    for reply in delivery.syncs {
-        let _ = reply.send(delivery.failure.as_ref().map_or(Ok(()), |r| Err(failed(r))));
+    for reply in replies.syncs {
+        let _ = reply.send(if written { Ok(()) } else { Err(failed()) });
     }
-}
-
-fn finish_group(
-    state: &mut WriterState,
-    replies: GroupReplies,
-    written: bool,
-    poisoned: &Arc<Mutex<Option<String>>>,
-) -> bool {
-    let failure = if written { None } else { Some(poison_reason(poisoned).unwrap_or_default()) };
-    deliver(Delivery { appends: replies.appends, syncs: replies.syncs, failure });
     if let Some(reply) = replies.close {
         let result = if written && poison_reason(poisoned).is_none() {
             state.close()
         } else {
-            Err(Error::Poisoned { reason: poison_reason(poisoned).unwrap_or_default() })
+            Err(failed())
         };
         let _ = reply.send(result);
         return true;
