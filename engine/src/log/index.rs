@@ -4,10 +4,13 @@
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::format::frame;
 use crate::format::index::{encode_header, IndexEntry};
+use crate::format::segment_header::{segment_file_name, SEGMENT_HEADER_BYTES};
 use crate::storage::{OpenMode, Storage, StorageFile};
 
-use super::segments::index_file_name;
+use super::options::{LogOptions, RecoveryReport};
+use super::segments::{self, index_file_name};
 
 /// Index state of the active segment.
 #[derive(Debug)]
@@ -80,4 +83,126 @@ impl IndexWriter {
         self.pending.clear();
         Ok(())
     }
+}
+
+/// The end of the active segment's recovered prefix.
+#[derive(Debug, Clone, Copy)]
+struct SegmentEnd {
+    base: u64,
+    pos: u64,
+}
+
+/// The active segment's index entries below `end` = (base, position), checked against the segment; rebuilt by
+/// walking the segment's frames when the file is missing or does not match.
+pub(super) fn active_index_entries(
+    storage: &dyn Storage,
+    file: &dyn StorageFile,
+    options: &LogOptions,
+    end: (u64, u64),
+    report: &mut RecoveryReport,
+) -> Result<Vec<IndexEntry>, Error> {
+    let end = SegmentEnd {
+        base: end.0,
+        pos: end.1,
+    };
+    let name = index_file_name(end.base);
+    let stored = storage.open(&name, OpenMode::Read).ok().and_then(|f| {
+        let len = usize::try_from(f.len().ok()?).ok()?;
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, 0).ok()?;
+        crate::format::index::decode_file(&buf)
+    });
+    let map = file
+        .map(0, end.pos)
+        .map_err(|e| Error::io(format!("mapping {}", segment_file_name(end.base)), e))?;
+    let frame_at = |pos: u64| {
+        usize::try_from(pos)
+            .ok()
+            .and_then(|p| map.get(p..))
+            .and_then(frame::decode_unchecked)
+    };
+    if let Some(mut entries) = stored {
+        entries.retain(|e| e.position < end.pos);
+        let consistent = entries
+            .last()
+            .is_none_or(|e| frame_at(e.position).is_some_and(|v| v.offset() == e.offset));
+        let none_missing = !entries.is_empty() || end.pos == SEGMENT_HEADER_BYTES as u64;
+        if consistent && none_missing {
+            return Ok(entries);
+        }
+    }
+    report.indexes_rebuilt += 1;
+    Ok(index_entries_of(
+        &map,
+        end.pos,
+        options.index_interval_bytes,
+    ))
+}
+
+/// Sparse index entries of the segment bytes `map` (from position 0) up to `end`, one per
+/// `interval_bytes`, walking frames without checking them (verify does that); the walk stops
+/// at the first frame that does not parse.
+fn index_entries_of(map: &[u8], end: u64, interval_bytes: u64) -> Vec<IndexEntry> {
+    let mut entries = Vec::new();
+    let mut last: Option<u64> = None;
+    let mut pos = SEGMENT_HEADER_BYTES as u64;
+    while pos < end {
+        let frame = usize::try_from(pos).ok().and_then(|p| map.get(p..));
+        let Some(v) = frame.and_then(frame::decode_unchecked) else {
+            break;
+        };
+        if last.is_none_or(|l| pos >= l + interval_bytes) {
+            entries.push(IndexEntry {
+                offset: v.offset(),
+                position: pos,
+                timestamp_ns: v.timestamp_ns(),
+            });
+            last = Some(pos);
+        }
+        pos += v.frame_len().max(8);
+    }
+    entries
+}
+
+/// Rebuilds the index of every sealed segment whose index file is missing or unreadable (the
+/// active segment's is handled by `active_index_entries`). Sealed segments are complete, so
+/// walking their frames is safe; a frame that does not parse ends the walk (verify reports it).
+pub(super) fn rebuild_sealed_indexes(
+    storage: &dyn Storage,
+    options: &LogOptions,
+    bases: &[u64],
+    active: u64,
+    report: &mut RecoveryReport,
+) -> Result<(), Error> {
+    let names = storage
+        .list()
+        .map_err(|e| Error::io("listing the log directory", e))?;
+    for base in bases.iter().copied().filter(|b| *b < active) {
+        let name = index_file_name(base);
+        let readable = names.contains(&name)
+            && storage.open(&name, OpenMode::Read).ok().is_some_and(|f| {
+                let mut head = [0u8; crate::format::index::INDEX_HEADER_BYTES];
+                f.read_exact_at(&mut head, 0).is_ok()
+                    && crate::format::index::decode_file(&head).is_some()
+            });
+        if readable {
+            continue;
+        }
+        let file = segments::open_segment(storage, base, OpenMode::Read)?;
+        let len = file.len().map_err(|e| {
+            Error::io(
+                format!("reading the length of {}", segment_file_name(base)),
+                e,
+            )
+        })?;
+        let map = file
+            .map(0, len)
+            .map_err(|e| Error::io(format!("mapping {}", segment_file_name(base)), e))?;
+        let entries = index_entries_of(&map, len, options.index_interval_bytes);
+        let mut writer =
+            IndexWriter::create(storage, base, &entries, options.index_interval_bytes)?;
+        writer.flush()?;
+        report.indexes_rebuilt += 1;
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ mod index;
 mod notify;
 mod options;
 mod reader;
+mod record;
 mod recovery;
 mod segments;
 mod sequencer;

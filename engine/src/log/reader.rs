@@ -10,11 +10,11 @@ use crate::format::frame::{self, FrameView};
 use crate::format::head::{Head, HEAD_FILE_BYTES};
 use crate::format::index::{self, IndexEntry};
 use crate::format::segment_header::{segment_file_name, SEGMENT_HEADER_BYTES};
-use crate::format::slot::{SlotError, SlotView};
 use crate::storage::{FileStorage, Mapped, OpenMode, Storage, StorageFile};
 
 use super::notify::Notify;
 use super::options::LogOptions;
+pub use super::record::{OwnedSlot, Record};
 use super::segments::{self, index_file_name, HEAD_FILE_NAME};
 
 /// Read access to a log, in this process or another.
@@ -258,119 +258,6 @@ pub(crate) fn segment_end(
             e,
         )
     })
-}
-
-/// One durable record, borrowed zero-copy from a mapped window.
-#[derive(Debug, Clone)]
-pub struct Record {
-    window: Mapped,
-    start: usize,
-    len: usize,
-    segment_base: u64,
-    position: u64,
-    storage: Arc<dyn Storage>,
-}
-
-impl Record {
-    /// The record's frame (already CRC-checked by the scan that produced it).
-    #[expect(
-        clippy::redundant_closure,
-        reason = "the closure shortens the 'static view to the borrow"
-    )]
-    pub fn view(&self) -> FrameView<'_> {
-        let bytes = self
-            .window
-            .get(self.start..self.start + self.len)
-            .unwrap_or(&[]);
-        // The scan decoded and checked these bytes before handing them out.
-        frame::decode_unchecked(bytes).unwrap_or_else(|| frame::empty_view()) // a fn item would fix the lifetime to 'static
-    }
-    /// Log offset.
-    pub fn offset(&self) -> u64 {
-        self.view().offset()
-    }
-    /// Base offset of the segment holding the record.
-    pub fn segment_base(&self) -> u64 {
-        self.segment_base
-    }
-    /// Byte position of the frame in its segment.
-    pub fn position(&self) -> u64 {
-        self.position
-    }
-    /// The tenant id (tenant ids are validated UTF-8 when written).
-    pub fn tenant(&self) -> String {
-        String::from_utf8_lossy(self.view().tenant()).into_owned()
-    }
-    /// Reads slot `index`, tolerating a concurrent erasure: a slot that fails its CRC is
-    /// re-read from the file before it is reported as corrupt.
-    pub fn slot(&self, index: usize) -> Result<OwnedSlot, Error> {
-        let view = self.view();
-        let first = view.slot(index).map(OwnedSlot::from);
-        let err = match first {
-            Ok(slot) => return Ok(slot),
-            Err(e) => e,
-        };
-        if index >= view.slot_count() {
-            return Err(Error::InvalidInput {
-                reason: format!("record has no slot {index}"),
-            });
-        }
-        let range = view.slot_range(index).ok_or(SlotError::Truncated);
-        for _attempt in 0..3 {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            if let Ok(Ok(slot)) = range
-                .clone()
-                .map(|r| self.reread_slot(r, view.slot_len(index)))
-            {
-                return Ok(slot);
-            }
-        }
-        Err(Error::corrupt(
-            segment_file_name(self.segment_base),
-            self.position,
-            Some(view.offset()),
-            format!("slot {index}: {err}"),
-        ))
-    }
-
-    fn reread_slot(
-        &self,
-        range: std::ops::Range<usize>,
-        content_len: u64,
-    ) -> Result<OwnedSlot, Error> {
-        let file =
-            segments::open_segment(self.storage.as_ref(), self.segment_base, OpenMode::Read)?;
-        let mut buf = vec![0u8; range.len()];
-        file.read_exact_at(&mut buf, self.position + range.start as u64)
-            .map_err(|e| Error::io("re-reading a slot", e))?;
-        let slot = crate::format::slot::decode(&buf, content_len).map_err(|e| {
-            Error::corrupt(
-                segment_file_name(self.segment_base),
-                self.position,
-                None,
-                e.to_string(),
-            )
-        })?;
-        Ok(OwnedSlot::from(slot))
-    }
-}
-
-/// A slot's content, owned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OwnedSlot {
-    /// Content present.
-    Live(Vec<u8>),
-    /// Content erased; its length survives.
-    Erased(u64),
-}
-
-impl From<SlotView<'_>> for OwnedSlot {
-    fn from(v: SlotView<'_>) -> Self {
-        match v {
-            SlotView::Live { content, .. } => OwnedSlot::Live(content.to_vec()),
-            SlotView::Erased { content_len } => OwnedSlot::Erased(content_len),
-        }
-    }
 }
 
 /// A forward scan over durable records, through mapped windows of bounded size.

@@ -14,7 +14,6 @@ use crate::format::chain::GENESIS_HASH;
 use crate::format::erasure::{self, SlotRef, KIND_ERASE};
 use crate::format::frame::{self, FrameView, BATCH_FIRST, BATCH_LAST, FRAME_HEADER_BYTES};
 use crate::format::head::{Head, HEAD_FILE_BYTES, NONE};
-use crate::format::index::IndexEntry;
 use crate::format::segment_header::{segment_file_name, SEGMENT_HEADER_BYTES};
 use crate::storage::{OpenMode, Storage, StorageFile};
 
@@ -77,7 +76,13 @@ pub fn recover(
         let reader = LogReader::with_storage(storage.clone(), options);
         collect_erasures(&reader, h.erase_pending_from, &mut pending_erasures)?;
     }
-    rebuild_sealed_indexes(storage.as_ref(), &options, &bases, end.base, &mut report)?;
+    super::index::rebuild_sealed_indexes(
+        storage.as_ref(),
+        &options,
+        &bases,
+        end.base,
+        &mut report,
+    )?;
     let generation = head.map_or(0, |h| h.generation);
     let mut state = build_state(
         storage.clone(),
@@ -92,9 +97,27 @@ pub fn recover(
         .map(|(o, _)| *o)
         .min()
         .unwrap_or(NONE);
-    // HEAD is rewritten to clear the clean flag; it is fsynced only when recovery changed
-    // something, so a clean reopen costs no fsync (a stale clean flag is harmless: recovery
-    // scans from HEAD's position whatever the flag says).
+    publish_recovered(&mut state, &storage, &mut report, &pending_erasures)?;
+    Ok((state, report))
+}
+
+/// Publishes the recovered state, then redoes interrupted erasures.
+///
+/// HEAD is rewritten to clear the clean flag; it is fsynced only when recovery changed
+/// something, so a clean reopen costs no fsync (a stale clean flag is harmless: recovery scans
+/// from HEAD's position whatever the flag says).
+fn publish_recovered(
+    state: &mut WriterState,
+    storage: &Arc<dyn Storage>,
+    report: &mut RecoveryReport,
+    pending_erasures: &[(u64, Vec<SlotRef>)],
+) -> Result<(), Error> {
+    let sync_head = |state: &WriterState| {
+        state
+            .head_file
+            .sync_data()
+            .map_err(|e| Error::io("syncing HEAD", e))
+    };
     state.publish(0)?;
     let changed = report.created
         || report.head_missing
@@ -104,10 +127,7 @@ pub fn recover(
         || report.indexes_rebuilt > 0
         || !pending_erasures.is_empty();
     if changed {
-        state
-            .head_file
-            .sync_data()
-            .map_err(|e| Error::io("syncing HEAD", e))?;
+        sync_head(state)?;
     }
     if report.created {
         storage
@@ -115,19 +135,16 @@ pub fn recover(
             .map_err(|e| Error::io("syncing the log directory", e))?;
     }
     if !pending_erasures.is_empty() {
-        let reader = LogReader::with_storage(storage.clone(), options);
-        for (offset, targets) in &pending_erasures {
-            super::erase::redo(&storage, &reader, *offset, targets)?;
+        let reader = LogReader::with_storage(storage.clone(), state.options);
+        for (offset, targets) in pending_erasures {
+            super::erase::redo(storage, &reader, *offset, targets)?;
             report.erasures_redone += 1;
         }
         state.erase_pending_from = NONE;
         state.publish(0)?;
-        state
-            .head_file
-            .sync_data()
-            .map_err(|e| Error::io("syncing HEAD", e))?;
+        sync_head(state)?;
     }
-    Ok((state, report))
+    Ok(())
 }
 
 fn start_from_head(storage: &dyn Storage, head: &Head, bases: &[u64]) -> Result<Cursor, Error> {
@@ -480,7 +497,13 @@ fn build_state(
             .set_len(HEAD_FILE_BYTES as u64)
             .map_err(|e| Error::io("sizing HEAD", e))?;
     }
-    let entries = active_index_entries(storage.as_ref(), file.as_ref(), &options, end, report)?;
+    let entries = super::index::active_index_entries(
+        storage.as_ref(),
+        file.as_ref(),
+        &options,
+        (end.base, end.pos),
+        report,
+    )?;
     let index = IndexWriter::create(
         storage.as_ref(),
         end.base,
@@ -507,115 +530,4 @@ fn build_state(
         admission: None,
         buf: Vec::with_capacity(1 << 20),
     })
-}
-
-/// The active segment's index entries below `end.pos`, checked against the segment; rebuilt by
-/// walking the segment's frames when the file is missing or does not match.
-fn active_index_entries(
-    storage: &dyn Storage,
-    file: &dyn StorageFile,
-    options: &LogOptions,
-    end: Cursor,
-    report: &mut RecoveryReport,
-) -> Result<Vec<IndexEntry>, Error> {
-    let name = index_file_name(end.base);
-    let stored = storage.open(&name, OpenMode::Read).ok().and_then(|f| {
-        let len = usize::try_from(f.len().ok()?).ok()?;
-        let mut buf = vec![0u8; len];
-        f.read_exact_at(&mut buf, 0).ok()?;
-        crate::format::index::decode_file(&buf)
-    });
-    let map = file
-        .map(0, end.pos)
-        .map_err(|e| Error::io(format!("mapping {}", segment_file_name(end.base)), e))?;
-    let frame_at = |pos: u64| {
-        usize::try_from(pos)
-            .ok()
-            .and_then(|p| map.get(p..))
-            .and_then(frame::decode_unchecked)
-    };
-    if let Some(mut entries) = stored {
-        entries.retain(|e| e.position < end.pos);
-        let consistent = entries
-            .last()
-            .is_none_or(|e| frame_at(e.position).is_some_and(|v| v.offset() == e.offset));
-        let none_missing = !entries.is_empty() || end.pos == SEGMENT_HEADER_BYTES as u64;
-        if consistent && none_missing {
-            return Ok(entries);
-        }
-    }
-    report.indexes_rebuilt += 1;
-    Ok(index_entries_of(
-        &map,
-        end.pos,
-        options.index_interval_bytes,
-    ))
-}
-
-/// Sparse index entries of the segment bytes `map` (from position 0) up to `end`, one per
-/// `interval_bytes`, walking frames without checking them (verify does that); the walk stops
-/// at the first frame that does not parse.
-fn index_entries_of(map: &[u8], end: u64, interval_bytes: u64) -> Vec<IndexEntry> {
-    let mut entries = Vec::new();
-    let mut last: Option<u64> = None;
-    let mut pos = SEGMENT_HEADER_BYTES as u64;
-    while pos < end {
-        let frame = usize::try_from(pos).ok().and_then(|p| map.get(p..));
-        let Some(v) = frame.and_then(frame::decode_unchecked) else {
-            break;
-        };
-        if last.is_none_or(|l| pos >= l + interval_bytes) {
-            entries.push(IndexEntry {
-                offset: v.offset(),
-                position: pos,
-                timestamp_ns: v.timestamp_ns(),
-            });
-            last = Some(pos);
-        }
-        pos += v.frame_len().max(8);
-    }
-    entries
-}
-
-/// Rebuilds the index of every sealed segment whose index file is missing or unreadable (the
-/// active segment's is handled by `active_index_entries`). Sealed segments are complete, so
-/// walking their frames is safe; a frame that does not parse ends the walk (verify reports it).
-fn rebuild_sealed_indexes(
-    storage: &dyn Storage,
-    options: &LogOptions,
-    bases: &[u64],
-    active: u64,
-    report: &mut RecoveryReport,
-) -> Result<(), Error> {
-    let names = storage
-        .list()
-        .map_err(|e| Error::io("listing the log directory", e))?;
-    for base in bases.iter().copied().filter(|b| *b < active) {
-        let name = index_file_name(base);
-        let readable = names.contains(&name)
-            && storage.open(&name, OpenMode::Read).ok().is_some_and(|f| {
-                let mut head = [0u8; crate::format::index::INDEX_HEADER_BYTES];
-                f.read_exact_at(&mut head, 0).is_ok()
-                    && crate::format::index::decode_file(&head).is_some()
-            });
-        if readable {
-            continue;
-        }
-        let file = segments::open_segment(storage, base, OpenMode::Read)?;
-        let len = file.len().map_err(|e| {
-            Error::io(
-                format!("reading the length of {}", segment_file_name(base)),
-                e,
-            )
-        })?;
-        let map = file
-            .map(0, len)
-            .map_err(|e| Error::io(format!("mapping {}", segment_file_name(base)), e))?;
-        let entries = index_entries_of(&map, len, options.index_interval_bytes);
-        let mut writer =
-            IndexWriter::create(storage, base, &entries, options.index_interval_bytes)?;
-        writer.flush()?;
-        report.indexes_rebuilt += 1;
-    }
-    Ok(())
 }

@@ -361,6 +361,43 @@ fn set_poison(poisoned: &Arc<Mutex<Option<String>>>, error: &Error) {
 }
 
 /// Processes one group; returns true when the sequencer should stop.
+/// Sequences every batch of one append command; returns the per-batch results and whether an
+/// accepted batch asked for durability.
+fn sequence_frames(
+    state: &mut WriterState,
+    frames: &mut Frames,
+    poisoned: &Arc<Mutex<Option<String>>>,
+    failure: &mut Option<Error>,
+) -> (ManyReply, bool) {
+    let mut results = ManyReply {
+        receipts: Vec::with_capacity(frames.metas.len()),
+        outcomes: Vec::with_capacity(frames.batch_count()),
+    };
+    let mut durable = false;
+    let mut first = 0;
+    for batch in &frames.batches {
+        let metas = frames
+            .metas
+            .get(first..first + batch.frame_count)
+            .unwrap_or(&[]);
+        first += batch.frame_count;
+        let before = results.receipts.len();
+        let result = sequence_one(
+            state,
+            &mut frames.bytes,
+            metas,
+            &mut results.receipts,
+            poisoned,
+            failure,
+        );
+        durable |= batch.durability == Durability::Sync && result.is_ok();
+        results
+            .outcomes
+            .push(result.map(|()| results.receipts.len() - before));
+    }
+    (results, durable)
+}
+
 fn process_group(
     state: &mut WriterState,
     group: &mut Vec<Command>,
@@ -376,31 +413,9 @@ fn process_group(
         }
         match command {
             Command::Append { mut frames, reply } => {
-                let mut results = ManyReply {
-                    receipts: Vec::with_capacity(frames.metas.len()),
-                    outcomes: Vec::with_capacity(frames.batch_count()),
-                };
-                let mut first = 0;
-                for batch in &frames.batches {
-                    let metas = frames
-                        .metas
-                        .get(first..first + batch.frame_count)
-                        .unwrap_or(&[]);
-                    first += batch.frame_count;
-                    let before = results.receipts.len();
-                    let result = sequence_one(
-                        state,
-                        &mut frames.bytes,
-                        metas,
-                        &mut results.receipts,
-                        poisoned,
-                        &mut failure,
-                    );
-                    needs_sync |= batch.durability == Durability::Sync && result.is_ok();
-                    results
-                        .outcomes
-                        .push(result.map(|()| results.receipts.len() - before));
-                }
+                let (results, durable) =
+                    sequence_frames(state, &mut frames, poisoned, &mut failure);
+                needs_sync |= durable;
                 replies.appends.push((reply, results));
             }
             Command::Sync { reply } => replies.syncs.push(reply),
