@@ -38,6 +38,7 @@
 pub mod bench;
 pub mod error;
 pub mod format;
+pub mod ledger;
 pub mod log;
 pub mod storage;
 pub mod workload;
