@@ -4,3 +4,4 @@
 //! ledger's entry hash, used to import and verify existing MeshFlow ledgers.
 
 pub mod legacy_v1;
+pub mod step;
