@@ -33,6 +33,9 @@ pub const FRAME_HEADER_BYTES: usize = 112;
 pub const TENANT_BYTES_MAX: usize = 64;
 /// Most slots one record may carry.
 pub const SLOT_COUNT_MAX: usize = 64;
+/// The largest frame the format can express (`frame_len` is a u32 multiple of 8). Readers and
+/// recovery decode against this; the configured `record_bytes_max` only limits new appends.
+pub const FRAME_BYTES_STRUCTURAL_MAX: u64 = (u32::MAX as u64) & !7;
 /// Kind bit: readers that do not know this kind must stop rather than skip it.
 pub const KIND_CRITICAL: u16 = 0x8000;
 /// Batch flag: first record of its batch.

@@ -130,6 +130,14 @@ pub fn erase(
             max: limits.payload_bytes_max,
         });
     }
+    let frame_bytes = frame::frame_bytes(tenant.len() as u64, payload.len() as u64, &[]);
+    if frame_bytes > limits.record_bytes_max {
+        return Err(Error::LimitExceeded {
+            what: "erasure record bytes",
+            actual: frame_bytes,
+            max: limits.record_bytes_max,
+        });
+    }
     let prepared =
         frame::prepare(KIND_ERASE, tenant.as_bytes(), &payload, &[], &[]).ok_or_else(|| {
             Error::InvalidInput {

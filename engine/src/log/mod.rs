@@ -203,7 +203,7 @@ impl Log {
         let result = if sent {
             reply_rx.recv().unwrap_or(Err(Error::Closed))
         } else {
-            Ok(())
+            Err(self.closed_error())
         };
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -323,7 +323,7 @@ impl Appender<'_> {
                     reason: "no submission is outstanding".to_string(),
                 });
             }
-            let reply = self.reply_rx.recv().map_err(|_| self.log.closed_error())?;
+            let reply = self.wait_reply()?;
             self.take_reply(reply);
         }
         self.ready.pop_front().unwrap_or(Err(Error::Closed))
@@ -337,6 +337,31 @@ impl Appender<'_> {
             self.take_reply(reply);
         }
         self.ready.pop_front()
+    }
+
+    /// Waits for the next reply. A poisoned writer answers queued work at once, so a poisoned
+    /// writer that stays silent for 100 ms has lost this reply (its thread panicked): give up
+    /// with the writer's error instead of waiting forever.
+    fn wait_reply(&self) -> Result<ManyReply, Error> {
+        loop {
+            match self
+                .reply_rx
+                .recv_timeout(std::time::Duration::from_millis(100))
+            {
+                Ok(reply) => return Ok(reply),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(self.log.closed_error());
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if self.log.poisoned.lock().is_ok_and(|p| p.is_some()) {
+                        return self
+                            .reply_rx
+                            .try_recv()
+                            .map_err(|_| self.log.closed_error());
+                    }
+                }
+            }
+        }
     }
 
     fn take_reply(&mut self, reply: ManyReply) {

@@ -431,7 +431,7 @@ impl Scan {
         let start = usize::try_from(self.pos - self.window_start).unwrap_or(usize::MAX);
         let window = self.window.as_ref().ok_or(Error::Closed)?;
         let bytes = window.get(start..).unwrap_or(&[]);
-        let view = frame::decode(bytes, self.reader.options.limits.record_bytes_max)
+        let view = frame::decode(bytes, frame::FRAME_BYTES_STRUCTURAL_MAX)
             .map_err(|e| corrupt(self.pos, e.to_string()))?;
         Ok(Some((start, view.bytes().len())))
     }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::format::chain::GENESIS_HASH;
 use crate::format::erasure::{self, SlotRef, KIND_ERASE};
-use crate::format::frame::{self, FrameView, BATCH_FIRST, BATCH_LAST, FRAME_HEADER_BYTES};
+use crate::format::frame::{
+    self, FrameView, BATCH_FIRST, BATCH_LAST, FRAME_BYTES_STRUCTURAL_MAX, FRAME_HEADER_BYTES,
+};
 use crate::format::head::{Head, HEAD_FILE_BYTES, NONE};
 use crate::format::segment_header::{segment_file_name, SEGMENT_HEADER_BYTES};
 use crate::storage::{OpenMode, Storage, StorageFile};
@@ -64,7 +66,6 @@ pub fn recover(
     let mut pending_erasures: Vec<(u64, Vec<SlotRef>)> = Vec::new();
     let end = scan_tail(
         storage.as_ref(),
-        &options,
         start,
         &bases,
         &mut pending_erasures,
@@ -204,7 +205,7 @@ fn check_last_frame(file: &dyn StorageFile, name: &str, head: &Head) -> Result<(
         .map(head.last_frame_pos, len)
         .map_err(|e| Error::io(format!("mapping {name}"), e))?;
     let offset = head.next_offset.checked_sub(1);
-    let view = frame::decode(&map, u64::MAX).map_err(|e| {
+    let view = frame::decode(&map, FRAME_BYTES_STRUCTURAL_MAX).map_err(|e| {
         Error::corrupt(
             name,
             head.last_frame_pos,
@@ -247,7 +248,10 @@ fn start_from_last_segment(
                     last_frame_pos: NONE,
                 });
             }
-            Err(Error::Corrupt(_)) if bases.len() > 1 || base == 0 => {
+            Err(Error::Corrupt(c)) if bases.len() > 1 || base == 0 => {
+                if !holds_nothing(file.as_ref())? {
+                    return Err(Error::Corrupt(c));
+                }
                 remove_segment(storage, base)?;
                 report.segments_removed += 1;
                 bases.pop();
@@ -260,6 +264,25 @@ fn start_from_last_segment(
         }
     }
     Err(Error::corrupt("", 0, None, "no segment left to recover"))
+}
+
+/// Whether a segment whose header does not decode holds nothing but its header space: only
+/// then was its creation interrupted (headers are fsynced before any frame is written), and
+/// only then may it be removed. A damaged header in front of frames is corruption.
+fn holds_nothing(file: &dyn StorageFile) -> Result<bool, Error> {
+    let len = file
+        .len()
+        .map_err(|e| Error::io("reading a segment's length", e))?;
+    if len <= SEGMENT_HEADER_BYTES as u64 {
+        return Ok(true);
+    }
+    let rest = file
+        .map(
+            SEGMENT_HEADER_BYTES as u64,
+            len - SEGMENT_HEADER_BYTES as u64,
+        )
+        .map_err(|e| Error::io("reading a segment", e))?;
+    Ok(rest.iter().all(|b| *b == 0))
 }
 
 fn remove_segment(storage: &dyn Storage, base: u64) -> Result<(), Error> {
@@ -276,7 +299,6 @@ fn remove_segment(storage: &dyn Storage, base: u64) -> Result<(), Error> {
 /// Validates frames from `start` to the end of the last segment and cuts a torn tail.
 fn scan_tail(
     storage: &dyn Storage,
-    options: &LogOptions,
     start: Cursor,
     bases: &[u64],
     erasures: &mut Vec<(u64, Vec<SlotRef>)>,
@@ -301,7 +323,10 @@ fn scan_tail(
                         "segment does not continue the chain",
                     ))
                 }
-                Err(Error::Corrupt(_)) if is_last => {
+                Err(Error::Corrupt(c)) if is_last => {
+                    if !holds_nothing(file.as_ref())? {
+                        return Err(Error::Corrupt(c));
+                    }
                     remove_segment(storage, base)?;
                     report.segments_removed += 1;
                     break;
@@ -318,7 +343,7 @@ fn scan_tail(
         let len = file
             .len()
             .map_err(|e| Error::io(format!("reading the length of {name}"), e))?;
-        let end = scan_segment(file.as_ref(), &name, options, committed, len, erasures)?;
+        let end = scan_segment(file.as_ref(), &name, committed, len, erasures)?;
         let torn = len - end.pos;
         if torn > 0 && !is_last {
             return Err(Error::corrupt(
@@ -328,7 +353,14 @@ fn scan_tail(
                 "damaged frame in a sealed segment",
             ));
         }
+        let kept_unsynced = end.pos > committed.pos;
         committed = end;
+        if kept_unsynced && torn == 0 {
+            // Frames past the recovery point may never have been fsynced (a killed writer's
+            // page cache): make them durable before a HEAD that covers them is published.
+            file.sync_data()
+                .map_err(|e| Error::io(format!("syncing {name}"), e))?;
+        }
         if torn > 0 {
             file.set_len(end.pos)
                 .map_err(|e| Error::io(format!("truncating {name}"), e))?;
@@ -344,7 +376,6 @@ fn scan_tail(
 fn scan_segment(
     file: &dyn StorageFile,
     name: &str,
-    options: &LogOptions,
     from: Cursor,
     len: u64,
     erasures: &mut Vec<(u64, Vec<SlotRef>)>,
@@ -355,7 +386,9 @@ fn scan_segment(
     let mut committed = from;
     let mut cursor = from;
     let mut batch_erasures: Vec<(u64, Vec<SlotRef>)> = Vec::new();
-    let limit = options.limits.record_bytes_max;
+    // Recovery decodes against the format's own maximum, not the configured limits: a
+    // smaller limit today must not turn yesterday's durable frames into a "torn tail".
+    let limit = FRAME_BYTES_STRUCTURAL_MAX;
     while cursor.pos < len {
         let rel = usize::try_from(cursor.pos - from.pos).unwrap_or(usize::MAX);
         let bytes = map.get(rel..).unwrap_or(&[]);

@@ -294,6 +294,30 @@ struct GroupReplies {
 
 /// The sequencer's main loop. Runs until the channel closes or a Close command arrives.
 pub fn run(mut state: WriterState, rx: &Receiver<Command>, poisoned: &Arc<Mutex<Option<String>>>) {
+    // A panic here is a bug; it must still not leave appenders waiting forever: poison the
+    // writer and answer every later command with the error until the handle goes away.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        sequence_loop(&mut state, rx, poisoned);
+    }));
+    if outcome.is_err() {
+        let reason = "the sequencer thread panicked".to_string();
+        set_poison(
+            poisoned,
+            &Error::Poisoned {
+                reason: reason.clone(),
+            },
+        );
+        for command in rx.iter() {
+            reply_poisoned(command, &reason);
+        }
+    }
+}
+
+fn sequence_loop(
+    state: &mut WriterState,
+    rx: &Receiver<Command>,
+    poisoned: &Arc<Mutex<Option<String>>>,
+) {
     let mut group: Vec<Command> = Vec::with_capacity(GROUP_COMMANDS_MAX);
     loop {
         let first = if let Some(c) = poll_briefly(rx) {
@@ -323,7 +347,7 @@ pub fn run(mut state: WriterState, rx: &Receiver<Command>, poisoned: &Arc<Mutex<
                 Err(_) => break,
             }
         }
-        let stop = process_group(&mut state, &mut group, poisoned);
+        let stop = process_group(state, &mut group, poisoned);
         if stop {
             break;
         }
@@ -430,10 +454,10 @@ fn process_group(
                 reply,
             } => {
                 let result = super::erase::erase(state, &tenant, &targets, &note);
-                if let Err(e) = &result {
-                    if !matches!(e, Error::InvalidInput { .. } | Error::Rejected { .. }) {
-                        set_poison(poisoned, e);
-                    }
+                // Only a failed write or sync stops the writer; a refused request (bad
+                // targets, limits, a damaged target record) wrote nothing.
+                if let Err(e @ (Error::Io { .. } | Error::Poisoned { .. })) = &result {
+                    set_poison(poisoned, e);
                 }
                 let _ = reply.send(result);
             }
@@ -444,7 +468,9 @@ fn process_group(
     // Buffered-only groups are not written here: the buffer is written when it fills, when a
     // durable command arrives, or when the channel stays idle (see `run`), so a stream of
     // small buffered appends costs one pwrite per megabyte, not one per group.
-    let written = if failure.is_some() {
+    // A writer poisoned during this group (an erasure's fsync failed, say) must not sync
+    // again and acknowledge: a second fsync after a failed one proves nothing.
+    let written = if failure.is_some() || poison_reason(poisoned).is_some() {
         Err(())
     } else if needs_sync {
         state.sync().map_err(|e| set_poison(poisoned, &e))

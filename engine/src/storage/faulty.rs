@@ -19,7 +19,8 @@ use super::{LockError, Mapped, OpenMode, Storage, StorageFile, WriterLock};
 pub enum CrashMode {
     /// Power cut: only synced data and synced directory entries survive.
     DurableOnly,
-    /// Process kill: everything written survives (the page cache outlives the process).
+    /// Process kill: everything written survives (the page cache outlives the process), and
+    /// what was not synced stays not durable (a later `DurableOnly` image drops it).
     AllWritten,
     /// Power cut with arbitrary write-back: each unsynced 512-byte sector survives or not,
     /// chosen by a seeded generator.
@@ -100,16 +101,26 @@ impl FaultyStorage {
             CrashMode::TornSectors(seed) => seed,
             _ => 0,
         });
+        if mode == CrashMode::AllWritten {
+            // A killed process: the page cache (every written byte and directory entry)
+            // survives, but what was not synced is still not durable.
+            let state = State {
+                files: s.files.clone(),
+                durable_names: s.durable_names.clone(),
+                ..State::default()
+            };
+            return FaultyStorage {
+                state: Arc::new(Mutex::new(state)),
+            };
+        }
         let mut files = BTreeMap::new();
         for (name, f) in &s.files {
-            let survives = mode == CrashMode::AllWritten || s.durable_names.contains(name);
-            if !survives {
+            if !s.durable_names.contains(name) {
                 continue;
             }
             let image = match mode {
-                CrashMode::AllWritten => f.live.clone(),
-                CrashMode::DurableOnly => f.durable.clone(),
                 CrashMode::TornSectors(_) => torn_image(f, &mut rng),
+                _ => f.durable.clone(),
             };
             files.insert(
                 name.clone(),
