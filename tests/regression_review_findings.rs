@@ -82,3 +82,99 @@ fn smaller_record_limit_does_not_truncate_durable_frames() {
     assert_eq!(report.torn_bytes_truncated, 0, "{report:?}");
     assert_eq!(log.reader().verify().unwrap().record_count, 2);
 }
+
+use meshflow_engine::format::head::{Head, HEAD_COPY_BYTES, HEAD_FILE_BYTES};
+
+/// Rewrites HEAD (both copies) so that it names `next_offset`, the hash of record
+/// `next_offset - 1`, and `durable_len` — the way someone hiding records would.
+fn rewrite_head(storage: &FaultyStorage, next_offset: u64, durable_len: u64) {
+    let reader = meshflow_engine::log::LogReader::with_storage(
+        Arc::new(storage.clone()),
+        LogOptions::default(),
+    );
+    let old = reader.snapshot().unwrap().head;
+    let last = reader.get(next_offset - 1).unwrap().unwrap();
+    let head = Head {
+        next_offset,
+        head_hash: last.view().hash(),
+        durable_len,
+        last_frame_pos: last.position(),
+        last_timestamp_ns: last.view().timestamp_ns(),
+        generation: old.generation + 1,
+        ..old
+    };
+    let mut file = vec![0u8; HEAD_FILE_BYTES];
+    for g in [head.generation, head.generation + 1] {
+        let copy = Head {
+            generation: g,
+            ..head
+        };
+        let at = copy.copy_position() as usize;
+        file[at..at + HEAD_COPY_BYTES].copy_from_slice(&copy.encode());
+    }
+    storage.set_file_bytes(HEAD_FILE_NAME, file);
+}
+
+fn verify(storage: &FaultyStorage) -> Result<meshflow_engine::log::VerifyReport, Error> {
+    meshflow_engine::log::LogReader::with_storage(Arc::new(storage.clone()), LogOptions::default())
+        .verify()
+}
+
+#[test]
+fn verify_refuses_a_head_that_hides_records() {
+    // Proves records past HEAD's next offset but below its durable length are not ignored.
+    let storage = FaultyStorage::new();
+    let (log, _) =
+        Log::open_with_storage(Arc::new(storage.clone()), LogOptions::default()).unwrap();
+    for n in 0..5 {
+        log.append(test_record(n), Durability::Sync).unwrap();
+    }
+    log.close().unwrap();
+    let durable = storage.file_bytes(&segment_file_name(0)).unwrap().len() as u64;
+    rewrite_head(&storage, 3, durable);
+    assert!(
+        matches!(verify(&storage), Err(Error::Verify(_))),
+        "{:?}",
+        verify(&storage)
+    );
+}
+
+#[test]
+fn verify_refuses_a_head_that_splits_a_batch() {
+    // Proves a durable end in the middle of a batch is reported.
+    let storage = FaultyStorage::new();
+    let (log, _) =
+        Log::open_with_storage(Arc::new(storage.clone()), LogOptions::default()).unwrap();
+    log.append_batch((0..3).map(test_record).collect(), Durability::Sync)
+        .unwrap();
+    let third = log.reader().get(2).unwrap().unwrap().position();
+    log.close().unwrap();
+    rewrite_head(&storage, 2, third);
+    match verify(&storage) {
+        Err(Error::Verify(v)) => assert!(v.reason.contains("incomplete"), "{v:?}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn verify_refuses_an_erasure_that_was_undone() {
+    // Proves an erasure record naming a slot that still holds data fails verification.
+    let storage = FaultyStorage::new();
+    let (log, _) =
+        Log::open_with_storage(Arc::new(storage.clone()), LogOptions::default()).unwrap();
+    log.append(test_record(0), Durability::Sync).unwrap();
+    let before = storage.file_bytes(&segment_file_name(0)).unwrap();
+    let target = meshflow_engine::format::erasure::SlotRef {
+        offset: 0,
+        slot_index: 0,
+    };
+    log.erase("tenant-a", vec![target], Vec::new()).unwrap();
+    log.close().unwrap();
+    let mut after = storage.file_bytes(&segment_file_name(0)).unwrap();
+    after[..before.len()].copy_from_slice(&before);
+    storage.set_file_bytes(&segment_file_name(0), after);
+    match verify(&storage) {
+        Err(Error::Verify(v)) => assert!(v.reason.contains("not erased"), "{v:?}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -309,6 +309,11 @@ impl Scan {
             .unwrap_or(0)
     }
 
+    /// Where the scan stands: the segment and the byte position after the last record returned.
+    pub fn position(&self) -> (u64, u64) {
+        (self.current_base(), self.pos)
+    }
+
     /// The snapshot this scan reads.
     pub fn snapshot(&self) -> &Snapshot {
         &self.snapshot

@@ -130,6 +130,18 @@ impl Linker {
         if self.segment != Some(record.segment_base()) {
             self.enter_segment(reader, record)?;
         }
+        if self.prev_hash.is_some() && view.offset() != self.report.next_offset {
+            return Err(Error::corrupt(
+                name(),
+                record.position(),
+                Some(view.offset()),
+                format!(
+                    "records {}..{} are missing (a segment is missing)",
+                    self.report.next_offset,
+                    view.offset()
+                ),
+            ));
+        }
         if self.prev_hash.is_none() && view.offset() != 0 {
             return Err(Error::corrupt(
                 name(),
@@ -161,6 +173,14 @@ impl Linker {
                 record.position(),
                 Some(view.offset()),
                 format!("unknown critical log kind {:#06x}", view.kind()),
+            ));
+        }
+        if view.kind() == KIND_ERASE && view.slot_count() != 0 {
+            return Err(Error::corrupt(
+                name(),
+                record.position(),
+                Some(view.offset()),
+                "an erasure record carries slots",
             ));
         }
         if view.kind() == KIND_ERASE {
@@ -237,6 +257,53 @@ impl Linker {
 }
 
 impl LogReader {
+    /// The records must end exactly where HEAD says the durable bytes end: nothing hidden
+    /// between the last record and the durable length, and no segment holding bytes after it.
+    fn check_end(
+        &self,
+        head: &crate::format::head::Head,
+        (base, pos): (u64, u64),
+    ) -> Result<(), Error> {
+        let storage = self.storage.as_ref();
+        if base == head.active_base {
+            if pos != head.durable_len {
+                return Err(Error::verify(
+                    segment_file_name(base),
+                    pos,
+                    head.next_offset,
+                    format!(
+                        "the records end at byte {pos}, HEAD's durable length is {}",
+                        head.durable_len
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        let file = segments::open_segment(storage, base, OpenMode::Read)?;
+        let len = file
+            .len()
+            .map_err(|e| Error::io("reading a segment's length", e))?;
+        if pos != len {
+            return Err(Error::corrupt(
+                segment_file_name(base),
+                pos,
+                None,
+                "stray bytes after the last record",
+            ));
+        }
+        let active = segments::open_segment(storage, head.active_base, OpenMode::Read)?;
+        segments::read_header(storage, active.as_ref(), head.active_base)?;
+        if head.durable_len != crate::format::segment_header::SEGMENT_HEADER_BYTES as u64 {
+            return Err(Error::verify(
+                segment_file_name(head.active_base),
+                head.durable_len,
+                head.next_offset,
+                "HEAD's durable length covers bytes after its last record",
+            ));
+        }
+        Ok(())
+    }
+
     /// Verifies the whole durable log (see the module docs). Returns the first problem by
     /// offset: [`Error::Corrupt`] for damaged bytes, [`Error::Verify`] for mismatched hashes.
     pub fn verify(&self) -> Result<VerifyReport, Error> {
@@ -287,6 +354,9 @@ impl LogReader {
             drop(work_tx);
             results.extend(done_rx.iter());
         });
+        if scan_error.is_none() && linker.report.next_offset == head.next_offset {
+            scan_error = self.check_end(&head, scan.position()).err();
+        }
         finish(linker, results, scan_error, &head)
     }
 }
@@ -333,6 +403,33 @@ fn finish(
         ));
     }
     report.slots_erased = erased.len() as u64;
+    if linker.batch_remaining != 0 {
+        return Err(Error::verify(
+            "",
+            0,
+            report.next_offset,
+            "the last batch is incomplete",
+        ));
+    }
+    let erased_set: std::collections::HashSet<SlotRef> =
+        erased.iter().map(|(s, _, _)| *s).collect();
+    let mut targets: Vec<(&SlotRef, &u64)> = linker.erasure_targets.iter().collect();
+    targets.sort_unstable();
+    for (slot, erasure_offset) in targets {
+        let in_progress = head.erase_pending_from != crate::format::head::NONE
+            && *erasure_offset >= head.erase_pending_from;
+        if !erased_set.contains(slot) && !in_progress {
+            return Err(Error::verify(
+                "",
+                0,
+                *erasure_offset,
+                format!(
+                    "the erasure record at offset {erasure_offset} names slot {} of record {}, which is not erased",
+                    slot.slot_index, slot.offset
+                ),
+            ));
+        }
+    }
     if report.next_offset != head.next_offset {
         return Err(Error::verify(
             "HEAD",
