@@ -202,6 +202,26 @@ fn missing_or_damaged_indexes_are_rebuilt_and_lookups_still_work() {
         record_number(reader.get(321).unwrap().unwrap().view().payload()),
         Some(321)
     );
+    for n in [0u64, 321, 799] {
+        let ts = reader.get(n).unwrap().unwrap().view().timestamp_ns();
+        let found = reader.offset_at_time(ts).unwrap().unwrap();
+        assert!(found <= n, "time lookup for {n} found {found}");
+        assert_eq!(
+            reader.get(found).unwrap().unwrap().view().timestamp_ns(),
+            ts
+        );
+        if found > 0 {
+            assert!(
+                reader
+                    .get(found - 1)
+                    .unwrap()
+                    .unwrap()
+                    .view()
+                    .timestamp_ns()
+                    < ts
+            );
+        }
+    }
     let (log, report) = Log::open(dir.path(), small_options()).unwrap();
     assert_eq!(report.indexes_rebuilt, removed, "{report:?}");
     let reader = log.reader();

@@ -179,11 +179,19 @@ pub(super) fn rebuild_sealed_indexes(
         .map_err(|e| Error::io("listing the log directory", e))?;
     for base in bases.iter().copied().filter(|b| *b < active) {
         let name = index_file_name(base);
+        // Readable means a valid header and at least the segment's first entry: index files
+        // are never fsynced, so after a power cut one may hold nothing but its header.
         let readable = names.contains(&name)
             && storage.open(&name, OpenMode::Read).ok().is_some_and(|f| {
-                let mut head = [0u8; crate::format::index::INDEX_HEADER_BYTES];
-                f.read_exact_at(&mut head, 0).is_ok()
-                    && crate::format::index::decode_file(&head).is_some()
+                let len = f
+                    .len()
+                    .ok()
+                    .and_then(|l| usize::try_from(l).ok())
+                    .unwrap_or(0);
+                let mut bytes = vec![0u8; len];
+                f.read_exact_at(&mut bytes, 0).is_ok()
+                    && crate::format::index::decode_file(&bytes)
+                        .is_some_and(|e| e.first().is_some_and(|first| first.offset == base))
             });
         if readable {
             continue;

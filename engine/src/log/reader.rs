@@ -223,10 +223,21 @@ impl LogReader {
         for base in &snapshot.segments {
             let end = segment_end(self.storage.as_ref(), &snapshot, *base)?;
             let entries = self.index_entries(*base, end);
-            match entries.first() {
-                Some(first) if first.timestamp_ns <= timestamp_ns => start = *base,
-                Some(_) => break,
-                None => start = *base,
+            // The segment's first timestamp: from its index when the index starts at its first
+            // record, else from the record itself (an index is only a hint).
+            let first_ts = match entries.first() {
+                Some(first) if first.offset == *base => Some(first.timestamp_ns),
+                _ => self
+                    .scan_snapshot(snapshot.clone(), *base)?
+                    .next()
+                    .transpose()?
+                    .filter(|r| r.offset() == *base)
+                    .map(|r| r.view().timestamp_ns()),
+            };
+            match first_ts {
+                Some(ts) if ts > timestamp_ns => break,
+                Some(_) => start = *base,
+                None => break,
             }
             if let Some(e) = entries.iter().rev().find(|e| e.timestamp_ns < timestamp_ns) {
                 start = start.max(e.offset);

@@ -130,7 +130,7 @@ fn publish_recovered(
     if changed {
         sync_head(state)?;
     }
-    if report.created {
+    if report.created || report.head_missing {
         storage
             .sync_dir()
             .map_err(|e| Error::io("syncing the log directory", e))?;
@@ -215,6 +215,7 @@ fn check_last_frame(file: &dyn StorageFile, name: &str, head: &Head) -> Result<(
     })?;
     let matches = view.frame_len() == len
         && Some(view.offset()) == offset
+        && view.timestamp_ns() == head.last_timestamp_ns
         && view.hash() == head.head_hash
         && view.compute_hash() == head.head_hash;
     if !matches {

@@ -332,7 +332,10 @@ fn sequence_loop(
             match rx.recv_timeout(IDLE_FLUSH) {
                 Ok(c) => c,
                 Err(RecvTimeoutError::Timeout) => {
-                    if let Err(e) = state.flush() {
+                    if poison_reason(poisoned).is_some() {
+                        // A stopped writer writes nothing more; its buffer is dropped.
+                        state.buf.clear();
+                    } else if let Err(e) = state.flush() {
                         set_poison(poisoned, &e);
                     }
                     continue;
