@@ -4,4 +4,5 @@
 //! ledger's entry hash, used to import and verify existing MeshFlow ledgers.
 
 pub mod legacy_v1;
+pub mod record;
 pub mod step;
