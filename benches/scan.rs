@@ -2,31 +2,13 @@
 //! workload, through mapped windows.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use meshflow_engine::log::{Durability, Log, LogOptions, LogReader};
-use meshflow_engine::workload::Workload;
+use meshflow_engine::log::{LogOptions, LogReader};
 
 const RECORDS: u64 = 50_000;
 
-fn build(dir: &std::path::Path) {
-    let workload = Workload {
-        runs: 500,
-        steps: RECORDS / 500,
-        payload_bytes: 256,
-    };
-    let (log, _) = Log::open(dir, LogOptions::default()).expect("open");
-    for chunk in 0..RECORDS / 1000 {
-        let batch = (chunk * 1000..(chunk + 1) * 1000)
-            .map(|i| workload.record(i))
-            .collect();
-        log.append_batch(batch, Durability::Buffered)
-            .expect("append");
-    }
-    log.close().expect("close");
-}
-
 fn scan(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    build(dir.path());
+    meshflow_suite::build_workload_log(dir.path(), RECORDS);
     let reader = LogReader::open(dir.path(), LogOptions::default()).expect("reader");
     let mut group = c.benchmark_group("scan");
     group.throughput(Throughput::Elements(RECORDS));

@@ -51,3 +51,23 @@ pub fn run_binary(bin: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Writes `records` records of the canonical workload (R = records / 100, P = 256) into a new
+/// log in `dir`, in buffered batches of 1,000, and closes it: the log the scan and verify
+/// benches read.
+pub fn build_workload_log(dir: &std::path::Path, records: u64) {
+    let workload = meshflow_engine::workload::Workload {
+        runs: (records / 100).max(1),
+        steps: 100,
+        payload_bytes: 256,
+    };
+    let (log, _) = meshflow_engine::log::Log::open(dir, LogOptions::default()).expect("open");
+    for chunk in 0..records.div_ceil(1000) {
+        let batch = (chunk * 1000..((chunk + 1) * 1000).min(records))
+            .map(|i| workload.record(i))
+            .collect();
+        log.append_batch(batch, meshflow_engine::log::Durability::Buffered)
+            .expect("append");
+    }
+    log.close().expect("close");
+}
