@@ -200,3 +200,41 @@ pub fn phase_e(dir: &Path, tries: u32) -> Result<PhaseResult, Error> {
         latencies,
     })
 }
+
+impl PhaseResult {
+    /// The phase as one JSON object line, keys in the order of SPEC.md §9 (`peer`, `phase`,
+    /// `records`, `secs`, `rate`, `unit`, `p50_us`, `p99_us`), then `rss_peak_mib`.
+    pub fn json_line(&self, peer: &str) -> String {
+        use serde_json::json;
+        let fields: [(&str, serde_json::Value); 9] = [
+            ("peer", json!(peer)),
+            ("phase", json!(self.phase)),
+            ("records", json!(self.records)),
+            ("secs", json!(self.secs)),
+            ("rate", json!(self.rate())),
+            ("unit", json!(self.unit)),
+            ("p50_us", json!(self.percentile_us(0.50))),
+            ("p99_us", json!(self.percentile_us(0.99))),
+            ("rss_peak_mib", json!(rss_peak_mib())),
+        ];
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(key, value)| format!("{}:{value}", json!(key)))
+            .collect();
+        format!("{{{}}}", body.join(","))
+    }
+}
+
+/// The peak resident set size of this process since the last [`reset_rss_peak`], in MiB
+/// (Linux `VmHWM`; `None` elsewhere).
+pub fn rss_peak_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Resets the peak resident set size (Linux `clear_refs`), so each phase reports its own.
+pub fn reset_rss_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}

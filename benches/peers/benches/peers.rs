@@ -22,7 +22,6 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use meshflow_peers::{peer, Peer, PhaseResult, Workload, PEER_NAMES};
-use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -130,38 +129,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
     Ok(parsed)
 }
 
-/// The peak resident set size of this process since the last reset, in MiB (Linux).
-fn rss_peak_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
-fn reset_rss_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 fn emit(peer: &str, result: &PhaseResult) -> Result<()> {
-    // Written field by field so that the keys come in this order (serde_json's `json!` map
-    // sorts them, and enabling its `preserve_order` would change the CLI's output too).
-    let fields: [(&str, Value); 9] = [
-        ("peer", json!(peer)),
-        ("phase", json!(result.phase)),
-        ("records", json!(result.records)),
-        ("secs", json!(result.secs)),
-        ("rate", json!(result.rate())),
-        ("unit", json!(result.unit)),
-        ("p50_us", json!(result.percentile_us(0.50))),
-        ("p99_us", json!(result.percentile_us(0.99))),
-        ("rss_peak_mib", json!(rss_peak_mib())),
-    ];
-    let body: Vec<String> = fields
-        .iter()
-        .map(|(key, value)| format!("{}:{value}", json!(key)))
-        .collect();
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{{{}}}", body.join(","))?;
+    writeln!(out, "{}", result.json_line(peer))?;
     out.flush()?;
     Ok(())
 }
@@ -189,7 +159,7 @@ fn run_peer(peer: &dyn Peer, root: &Path, args: &Args) -> Result<()> {
         peer.phase_a(&a_dir, &args.workload)?;
     }
     for phase in &args.phases {
-        reset_rss_peak();
+        meshflow_engine::bench::reset_rss_peak();
         let started = Instant::now();
         let result = match phase {
             Phase::A => {

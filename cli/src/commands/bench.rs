@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use meshflow_engine::bench::{self, PhaseResult};
 use meshflow_engine::workload::Workload;
-use serde_json::json;
 
 use crate::args::{BenchArgs, UsageError};
 
@@ -46,32 +45,9 @@ fn parse_phases(text: &str, writers: Option<u64>) -> Result<Vec<Phase>> {
     Ok(phases)
 }
 
-/// The peak resident set size of this process since the last reset, in MiB (Linux).
-fn rss_peak_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
-fn reset_rss_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 fn emit(result: &PhaseResult) -> Result<()> {
-    let value = json!({
-        "peer": "meshflow",
-        "phase": result.phase,
-        "records": result.records,
-        "secs": result.secs,
-        "rate": result.rate(),
-        "unit": result.unit,
-        "p50_us": result.percentile_us(0.50),
-        "p99_us": result.percentile_us(0.99),
-        "rss_peak_mib": rss_peak_mib(),
-    });
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{value}")?;
+    writeln!(out, "{}", result.json_line("meshflow"))?;
     out.flush()?;
     Ok(())
 }
@@ -110,7 +86,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
         bench::phase_a(&a_dir, &workload)?;
     }
     for phase in &phases {
-        reset_rss_peak();
+        bench::reset_rss_peak();
         run_phase(phase, &root, &a_dir, &workload, args)?;
     }
     Ok(0)
