@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::format::frame::{self, FrameView};
+use crate::format::frame;
 use crate::format::head::{Head, HEAD_FILE_BYTES};
 use crate::format::index::{self, IndexEntry};
 use crate::format::segment_header::{segment_file_name, SEGMENT_HEADER_BYTES};
@@ -379,12 +379,7 @@ impl Scan {
     fn frame_at_has_offset(&mut self, position: u64, offset: u64) -> bool {
         let saved = (self.pos, self.window.clone(), self.window_start);
         self.pos = position;
-        let ok = matches!(self.decode_at(), Ok(Some((start, len))) if self
-            .window
-            .as_ref()
-            .and_then(|w| w.get(start..start + len))
-            .and_then(frame::decode_unchecked)
-            .is_some_and(|v| v.offset() == offset));
+        let ok = matches!(self.decode_at(), Ok(Some((_, _, found))) if found == offset);
         (self.pos, self.window, self.window_start) = saved;
         ok
     }
@@ -413,9 +408,9 @@ impl Scan {
         Ok(())
     }
 
-    /// Decodes the frame at `pos`; returns its range inside the window, or `None` at the end
-    /// of the segment.
-    fn decode_at(&mut self) -> Result<Option<(usize, usize)>, Error> {
+    /// Decodes the frame at `pos`; returns its range inside the window and its offset, or
+    /// `None` at the end of the segment.
+    fn decode_at(&mut self) -> Result<Option<(usize, usize, u64)>, Error> {
         if self.pos >= self.segment_end {
             return Ok(None);
         }
@@ -449,23 +444,7 @@ impl Scan {
         let bytes = window.get(start..).unwrap_or(&[]);
         let view = frame::decode(bytes, frame::FRAME_BYTES_STRUCTURAL_MAX)
             .map_err(|e| corrupt(self.pos, e.to_string()))?;
-        Ok(Some((start, view.bytes().len())))
-    }
-
-    /// Advances to the next record and returns its frame, borrowed from the window.
-    /// This is the allocation-free path that `verify` uses.
-    pub fn next_view(&mut self) -> Option<Result<(FrameView<'_>, u64, u64), Error>> {
-        match self.advance() {
-            Ok(Some((start, len, base, position))) => {
-                let bytes = self.window.as_ref()?.get(start..start + len)?;
-                frame::decode_unchecked(bytes).map(|v| Ok((v, base, position)))
-            }
-            Ok(None) => None,
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        Ok(Some((start, view.bytes().len(), view.offset())))
     }
 
     fn advance(&mut self) -> Result<Option<(usize, usize, u64, u64)>, Error> {
@@ -474,19 +453,13 @@ impl Scan {
                 self.done = true;
                 break;
             }
-            let Some((start, len)) = self.decode_at()? else {
+            let Some((start, len, offset)) = self.decode_at()? else {
                 self.segment_index += 1;
                 self.open_segment(false)?;
                 continue;
             };
             let base = self.current_base();
             let position = self.pos;
-            let view = self
-                .window
-                .as_ref()
-                .and_then(|w| w.get(start..start + len))
-                .and_then(frame::decode_unchecked);
-            let offset = view.map_or(u64::MAX, |v| v.offset());
             if offset != self.next_offset {
                 self.done = true;
                 return Err(Error::verify(

@@ -87,8 +87,12 @@ fn check_record(record: &Record, view: &FrameView<'_>, out: &mut ChunkResult) ->
             )
         })?;
         match slot {
-            SlotView::Live { .. } => {
-                if view.slot_matches_commitment(index) != Ok(true) {
+            SlotView::Live { salt, content } => {
+                // The slot was just decoded (its CRC checked): hash it once, not decode again.
+                let slot_index = u16::try_from(index).unwrap_or(u16::MAX);
+                let expected =
+                    crate::format::chain::slot_commitment(view.kind(), slot_index, salt, content);
+                if view.slot_commitment(index) != Some(expected) {
                     return Err(Error::verify(
                         name(),
                         record.position(),
