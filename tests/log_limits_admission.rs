@@ -1,8 +1,9 @@
 //! Limits and admission: every limit violation and invalid input is a typed error before
 //! anything is written, and a batch refused by the admission step uses no offset.
 
-use meshflow_engine::format::frame::FrameView;
-use meshflow_engine::log::{Admission, AdmitDecision, Durability, Log, LogOptions, RecordInput};
+use meshflow_engine::log::{
+    Admission, AdmitDecision, Candidate, Durability, Log, LogOptions, RecordInput,
+};
 use meshflow_engine::Error;
 use meshflow_suite::{small_options, test_record};
 
@@ -10,11 +11,11 @@ use meshflow_suite::{small_options, test_record};
 struct RefuseOddPayloads;
 
 impl Admission for RefuseOddPayloads {
-    fn admit(&mut self, _first_offset: u64, batch: &[FrameView<'_>]) -> AdmitDecision {
-        if batch.iter().any(|f| f.payload().len() % 2 == 1) {
+    fn admit(&mut self, _first_offset: u64, batch: &[Candidate<'_>]) -> AdmitDecision {
+        if batch.iter().any(|c| c.frame.payload().len() % 2 == 1) {
             AdmitDecision::Reject("odd payload".to_string())
         } else {
-            AdmitDecision::Accept
+            AdmitDecision::Accept(Vec::new())
         }
     }
 }

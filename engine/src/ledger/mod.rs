@@ -1,8 +1,509 @@
 //! The ledger: step records and their per-run audit chains, over the log.
 //!
-//! This layer is being built (issue 3). So far it holds [`legacy_v1`], the reference MeshFlow
-//! ledger's entry hash, used to import and verify existing MeshFlow ledgers.
+//! A [`Ledger`] is a handle for one tenant on a log directory. Writes go through the log's
+//! sequencer, where the ledger's admission step ([`admission`]) refuses duplicate step ids and
+//! stale run-head expectations and computes each step's index and entry hash. Reads go through
+//! the runs view ([`runs`]), a projection of the durable records that knows where every step
+//! of every run lives. `docs/audit-chain.md` is the contract for the per-run chain and the
+//! export envelope; [`legacy_v1`] is the reference MeshFlow ledger's hash, for imports.
 
+pub mod admission;
+pub mod export;
 pub mod legacy_v1;
+pub mod query;
 pub mod record;
+pub mod request;
+pub mod runs;
 pub mod step;
+pub mod time;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::error::Error;
+use crate::log::{Durability, Log, LogOptions, LogReader, Receipt, RecordInput, RecoveryReport};
+
+pub use query::{ChainError, ChainReport, RunDiff, RunSummary, Step};
+pub use request::StepRequest;
+
+use admission::{step_key, LedgerAdmission, WriterState, DUPLICATE};
+use record::{FieldValue, StepInput};
+use runs::RunsView;
+use step::{ForkOrigin, StepFields};
+
+/// Errors of the ledger layer.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// The caller's input is invalid; nothing was written.
+    Invalid {
+        /// What was wrong, naming the field.
+        reason: String,
+    },
+    /// The run (or another named thing) does not exist for this tenant.
+    NotFound {
+        /// What was looked for, e.g. `run 'x'`.
+        what: String,
+    },
+    /// A write conflicts with the log's state (run head expectation, step id reused with
+    /// other content); nothing was written.
+    Conflict {
+        /// Why.
+        reason: String,
+    },
+    /// This handle was opened read-only.
+    ReadOnly,
+    /// An error of the log underneath.
+    Log(Error),
+}
+
+impl std::fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LedgerError::Invalid { reason } => write!(f, "invalid step: {reason}"),
+            LedgerError::NotFound { what } => write!(f, "{what} not found"),
+            LedgerError::Conflict { reason } => write!(f, "conflict: {reason}"),
+            LedgerError::ReadOnly => write!(f, "this ledger handle is read-only"),
+            LedgerError::Log(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for LedgerError {}
+
+impl From<Error> for LedgerError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidInput { reason } => LedgerError::Invalid { reason },
+            Error::LimitExceeded { what, actual, max } => LedgerError::Invalid {
+                reason: format!("{what} {actual} exceeds the limit {max}"),
+            },
+            other => LedgerError::Log(other),
+        }
+    }
+}
+
+/// What an acknowledged step append returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReceipt {
+    /// The run.
+    pub run_id: String,
+    /// The step id (assigned by the engine when the caller sent none).
+    pub step_id: String,
+    /// The step's index in its run.
+    pub step_index: u64,
+    /// The step's log offset.
+    pub offset: u64,
+    /// The step's entry hash.
+    pub entry_hash: [u8; 32],
+    /// The step's timestamp (assigned by the engine when the caller sent none).
+    pub timestamp: String,
+}
+
+struct Inner {
+    log: Option<Log>,
+    reader: LogReader,
+    view: Mutex<RunsView>,
+    writer: Option<Arc<Mutex<WriterState>>>,
+}
+
+/// A handle on the ledger of one tenant. Cheap to clone; [`Ledger::with_tenant`] gives a
+/// handle for another tenant on the same log.
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+    tenant: String,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("tenant", &self.tenant)
+            .field("writable", &self.inner.log.is_some())
+            .finish()
+    }
+}
+
+impl Ledger {
+    /// Opens (creating if missing) the ledger in `dir` for writing, holding the log's writer
+    /// lock, as tenant `tenant`.
+    pub fn open(
+        dir: &Path,
+        options: LogOptions,
+        tenant: &str,
+    ) -> Result<(Ledger, RecoveryReport), LedgerError> {
+        crate::log::check_tenant(tenant)?;
+        let (log, report) = Log::open(dir, options)?;
+        let reader = log.reader();
+        let mut view = RunsView::default();
+        view.refresh(&reader)?;
+        let writer = Arc::new(Mutex::new(view.writer_state()));
+        log.set_admission(Box::new(LedgerAdmission {
+            state: writer.clone(),
+        }))?;
+        let inner = Inner {
+            log: Some(log),
+            reader,
+            view: Mutex::new(view),
+            writer: Some(writer),
+        };
+        Ok((
+            Ledger {
+                inner: Arc::new(inner),
+                tenant: tenant.to_string(),
+            },
+            report,
+        ))
+    }
+
+    /// Opens the ledger in `dir` for reading only (no lock; another process may be writing).
+    /// A missing log is [`Error::NotFound`].
+    pub fn open_read_only(
+        dir: &Path,
+        options: LogOptions,
+        tenant: &str,
+    ) -> Result<Ledger, LedgerError> {
+        crate::log::check_tenant(tenant)?;
+        let reader = LogReader::open(dir, options)?;
+        let inner = Inner {
+            log: None,
+            reader,
+            view: Mutex::new(RunsView::default()),
+            writer: None,
+        };
+        Ok(Ledger {
+            inner: Arc::new(inner),
+            tenant: tenant.to_string(),
+        })
+    }
+
+    /// A handle for `tenant` on the same log.
+    pub fn with_tenant(&self, tenant: &str) -> Result<Ledger, LedgerError> {
+        crate::log::check_tenant(tenant)?;
+        Ok(Ledger {
+            inner: self.inner.clone(),
+            tenant: tenant.to_string(),
+        })
+    }
+
+    /// The handle's tenant.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The log underneath, when the handle is writable.
+    pub fn log(&self) -> Option<&Log> {
+        self.inner.log.as_ref()
+    }
+
+    /// A reader of the log underneath.
+    pub fn reader(&self) -> &LogReader {
+        &self.inner.reader
+    }
+
+    fn writable(&self) -> Result<(&Log, &Arc<Mutex<WriterState>>), LedgerError> {
+        match (&self.inner.log, &self.inner.writer) {
+            (Some(log), Some(writer)) => Ok((log, writer)),
+            _ => Err(LedgerError::ReadOnly),
+        }
+    }
+
+    /// Appends one step.
+    pub fn append(
+        &self,
+        request: StepRequest,
+        durability: Durability,
+    ) -> Result<StepReceipt, LedgerError> {
+        let mut receipts = self.append_batch(vec![request], durability)?;
+        receipts.pop().ok_or(LedgerError::Log(Error::Closed))
+    }
+
+    /// Appends steps as one atomic batch: all are written or none. An identical retry of
+    /// steps already written returns their original receipts.
+    pub fn append_batch(
+        &self,
+        requests: Vec<StepRequest>,
+        durability: Durability,
+    ) -> Result<Vec<StepReceipt>, LedgerError> {
+        let (log, _) = self.writable()?;
+        let built = self.build(&requests)?;
+        let records: Vec<RecordInput> = built.iter().map(|b| b.record.clone()).collect();
+        match log.append_batch(records, durability) {
+            Ok(receipts) => Ok(built
+                .into_iter()
+                .zip(receipts)
+                .map(|(b, r)| b.receipt(&r))
+                .collect()),
+            Err(Error::Rejected { reason }) if reason.starts_with(DUPLICATE) => {
+                self.resolve_retry(&requests, &built)
+            }
+            Err(Error::Rejected { reason }) => Err(LedgerError::Conflict { reason }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Validates requests and builds their records, with admission conditions.
+    pub(crate) fn build(&self, requests: &[StepRequest]) -> Result<Vec<Built>, LedgerError> {
+        if requests.is_empty() {
+            return Err(LedgerError::Invalid {
+                reason: "an empty batch".to_string(),
+            });
+        }
+        let now = time::now_iso8601();
+        let mut out = Vec::with_capacity(requests.len());
+        for request in requests {
+            out.push(self.build_one(request, &now, None)?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn build_one(
+        &self,
+        request: &StepRequest,
+        now: &str,
+        fork_origin: Option<ForkOrigin>,
+    ) -> Result<Built, LedgerError> {
+        if let Some(tenant) = &request.tenant_id {
+            if *tenant != self.tenant {
+                return Err(LedgerError::Invalid {
+                    reason: format!(
+                        "tenant_id '{tenant}' differs from the handle's tenant '{}'",
+                        self.tenant
+                    ),
+                });
+            }
+        }
+        let step_id = request
+            .step_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let timestamp = request.timestamp.clone().unwrap_or_else(|| now.to_string());
+        let input = StepInput {
+            fields: StepFields {
+                run_id: request.run_id.clone(),
+                step_id: step_id.clone(),
+                node_id: request.node_id.clone(),
+                node_kind: request.node_kind.clone(),
+                verdict: request.verdict.clone(),
+                blocked: request.blocked,
+                uncertainty: request.uncertainty,
+                cost_usd: request.cost_usd,
+                tokens_used: request.tokens_used,
+                carbon_gco2: request.carbon_gco2,
+                duration_ms: request.duration_ms,
+                timestamp: timestamp.clone(),
+                fork_origin,
+            },
+            input_task: request.input_task.clone(),
+            output_content: request.output_content.clone(),
+            block_reason: request.block_reason.clone().unwrap_or_default(),
+            metadata_json: request
+                .metadata_json
+                .clone()
+                .unwrap_or_else(|| "{}".to_string()),
+        };
+        let mut record = input.to_record(&self.tenant)?;
+        record.condition = self.condition(request)?;
+        Ok(Built {
+            run_id: request.run_id.clone(),
+            step_id,
+            timestamp,
+            record,
+        })
+    }
+
+    /// The run length a request expects, from `expected_step_index` or `prev_hash`.
+    fn condition(&self, request: &StepRequest) -> Result<Option<u64>, LedgerError> {
+        let from_prev = match &request.prev_hash {
+            None => None,
+            Some(prev) if prev.is_empty() => Some(0),
+            Some(prev) => {
+                let wanted = export::parse_hash(prev).ok_or_else(|| LedgerError::Invalid {
+                    reason: "prev_hash: must be \"\" or 64 hex digits".to_string(),
+                })?;
+                let (_, writer) = self.writable()?;
+                let state = writer.lock().unwrap_or_else(|p| p.into_inner());
+                let key = admission::run_key(self.tenant.as_bytes(), request.run_id.as_bytes());
+                match state.runs.get(&key) {
+                    Some(head) if head.count > 0 && head.head == wanted => Some(head.count),
+                    Some(head) => return Err(LedgerError::Conflict {
+                        reason: format!(
+                            "prev_hash does not match the head of run '{}' ({} step(s), head {})",
+                            request.run_id,
+                            head.count,
+                            export::short_hex(&head.head)
+                        ),
+                    }),
+                    None => {
+                        return Err(LedgerError::Conflict {
+                            reason: format!(
+                                "prev_hash names a step but run '{}' has no steps",
+                                request.run_id
+                            ),
+                        })
+                    }
+                }
+            }
+        };
+        match (from_prev, request.expected_step_index) {
+            (Some(a), Some(b)) if a != b => Err(LedgerError::Conflict {
+                reason: format!(
+                    "prev_hash expects {a} step(s) in run '{}' but expected_step_index is {b}",
+                    request.run_id
+                ),
+            }),
+            (a, b) => Ok(a.or(b)),
+        }
+    }
+
+    /// A batch was refused because a step id exists: it is an identical retry (every step
+    /// already written with the same content) or a conflict.
+    fn resolve_retry(
+        &self,
+        requests: &[StepRequest],
+        built: &[Built],
+    ) -> Result<Vec<StepReceipt>, LedgerError> {
+        let (log, writer) = self.writable()?;
+        let mut offsets = Vec::with_capacity(built.len());
+        {
+            let state = writer.lock().unwrap_or_else(|p| p.into_inner());
+            for b in built {
+                let key = step_key(self.tenant.as_bytes(), b.step_id.as_bytes());
+                match state.steps.get(&key) {
+                    Some(offset) => offsets.push(*offset),
+                    None => {
+                        return Err(LedgerError::Conflict {
+                            reason: format!(
+                                "the batch repeats existing step ids but step '{}' is new; \
+                                 send retries and new steps in separate batches",
+                                b.step_id
+                            ),
+                        })
+                    }
+                }
+            }
+        }
+        // The originals may still be in flight: make them durable, then read them.
+        log.sync()?;
+        let mut receipts = Vec::with_capacity(built.len());
+        for ((request, b), offset) in requests.iter().zip(built).zip(offsets) {
+            let original =
+                self.step_at(&request.run_id, offset)?
+                    .ok_or_else(|| LedgerError::Conflict {
+                        reason: format!("step_id '{}' already exists in another run", b.step_id),
+                    })?;
+            if let Some(field) = retry_difference(request, &original) {
+                return Err(LedgerError::Conflict {
+                    reason: format!(
+                        "step_id '{}' already exists with a different {field}",
+                        b.step_id
+                    ),
+                });
+            }
+            receipts.push(StepReceipt {
+                run_id: original.stored.fields.run_id.clone(),
+                step_id: original.stored.fields.step_id.clone(),
+                step_index: original.step_index,
+                offset,
+                entry_hash: original.entry_hash,
+                timestamp: original.stored.fields.timestamp.clone(),
+            });
+        }
+        Ok(receipts)
+    }
+
+    /// Makes every appended record durable.
+    pub fn sync(&self) -> Result<(), LedgerError> {
+        let (log, _) = self.writable()?;
+        log.sync().map_err(LedgerError::from)
+    }
+
+    /// Applies durable records the view has not seen yet.
+    pub(crate) fn refresh(&self) -> Result<std::sync::MutexGuard<'_, RunsView>, LedgerError> {
+        let mut view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
+        view.refresh(&self.inner.reader)?;
+        Ok(view)
+    }
+}
+
+/// A step built from a request, ready to append.
+#[derive(Debug, Clone)]
+pub(crate) struct Built {
+    run_id: String,
+    step_id: String,
+    timestamp: String,
+    record: RecordInput,
+}
+
+impl Built {
+    fn receipt(self, r: &Receipt) -> StepReceipt {
+        let admitted = r.admitted.unwrap_or(crate::log::Admitted {
+            index: 0,
+            hash: [0; 32],
+        });
+        StepReceipt {
+            run_id: self.run_id,
+            step_id: self.step_id,
+            step_index: admitted.index,
+            offset: r.offset,
+            entry_hash: admitted.hash,
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// The first field in which a retried request differs from the step written before, comparing
+/// only what the caller sent (an engine-assigned timestamp does not make a retry differ).
+fn retry_difference(request: &StepRequest, original: &Step) -> Option<&'static str> {
+    let f = &original.stored.fields;
+    let same_float = |a: f64, b: f64| a == b;
+    fn text(v: &FieldValue) -> Option<&str> {
+        match v {
+            FieldValue::Text(t) => Some(t.as_str()),
+            FieldValue::Redacted { .. } => None,
+        }
+    }
+    let [input, output, reason, metadata] = &original.stored.slots;
+    let checks: [(&'static str, bool); 15] = [
+        ("run_id", request.run_id == f.run_id),
+        ("node_id", request.node_id == f.node_id),
+        ("node_kind", request.node_kind == f.node_kind),
+        ("verdict", request.verdict == f.verdict),
+        ("blocked", request.blocked == f.blocked),
+        (
+            "uncertainty",
+            same_float(request.uncertainty, f.uncertainty),
+        ),
+        ("cost_usd", same_float(request.cost_usd, f.cost_usd)),
+        ("tokens_used", request.tokens_used == f.tokens_used),
+        (
+            "carbon_gco2",
+            same_float(request.carbon_gco2, f.carbon_gco2),
+        ),
+        (
+            "duration_ms",
+            same_float(request.duration_ms, f.duration_ms),
+        ),
+        (
+            "timestamp",
+            request.timestamp.as_ref().is_none_or(|t| *t == f.timestamp),
+        ),
+        (
+            "input_task",
+            text(input) == Some(request.input_task.as_str()),
+        ),
+        (
+            "output_content",
+            text(output) == Some(request.output_content.as_str()),
+        ),
+        (
+            "block_reason",
+            text(reason) == Some(request.block_reason.as_deref().unwrap_or("")),
+        ),
+        (
+            "metadata",
+            text(metadata) == Some(request.metadata_json.as_deref().unwrap_or("{}")),
+        ),
+    ];
+    checks.iter().find(|(_, same)| !same).map(|(name, _)| *name)
+}

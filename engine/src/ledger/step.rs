@@ -246,6 +246,22 @@ impl StepFields {
     }
 }
 
+/// The run id and step id at the start of a step payload, without decoding the rest (the
+/// admission step and the runs view need only these). `None` when the payload is malformed.
+pub fn peek_ids(payload: &[u8]) -> Option<(&str, &str)> {
+    if *payload.first()? != STEP_EVENT_VERSION {
+        return None;
+    }
+    let text_at = |pos: usize| -> Option<(&str, usize)> {
+        let len = usize::try_from(crate::format::u32_at(payload, pos)?).ok()?;
+        let bytes = payload.get(pos + 4..pos + 4 + len)?;
+        Some((std::str::from_utf8(bytes).ok()?, pos + 4 + len))
+    };
+    let (run_id, next) = text_at(1)?;
+    let (step_id, _) = text_at(next)?;
+    Some((run_id, step_id))
+}
+
 fn put_text(out: &mut Vec<u8>, text: &str) {
     let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_le_bytes());

@@ -4,18 +4,30 @@
 
 use crate::format::frame::FrameView;
 
-use super::options::Receipt;
+use super::options::{Admitted, Receipt};
 
 /// What the admission step decides for one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdmitDecision {
-    /// Sequence and write the batch.
-    Accept,
+    /// Sequence and write the batch; when the list has one entry per record, each record's
+    /// receipt carries its entry.
+    Accept(Vec<Admitted>),
     /// Refuse it; the appender gets [`crate::Error::Rejected`] with this reason.
     Reject(String),
     /// The batch is an identical retry of records already in the log: return their receipts
     /// and write nothing.
     Duplicate(Vec<Receipt>),
+}
+
+/// One record of a batch as the admission step sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// The prepared frame (offset, timestamp and chain hash not filled in yet).
+    pub frame: FrameView<'a>,
+    /// The frame's body digest, already computed by the appending thread.
+    pub body_digest: [u8; 32],
+    /// The record's [`crate::log::RecordInput::condition`].
+    pub condition: Option<u64>,
 }
 
 /// A state machine the sequencer consults before sequencing each batch.
@@ -26,5 +38,5 @@ pub enum AdmitDecision {
 /// written: if the write then fails, the writer stops (poisoned) and the log must be reopened.
 pub trait Admission: Send + std::fmt::Debug {
     /// Decides whether the batch may be written.
-    fn admit(&mut self, first_offset: u64, batch: &[FrameView<'_>]) -> AdmitDecision;
+    fn admit(&mut self, first_offset: u64, batch: &[Candidate<'_>]) -> AdmitDecision;
 }

@@ -150,6 +150,7 @@ pub fn erase(
         len: prepared.bytes.len(),
         body_digest: prepared.body_digest,
         crc_tail: prepared.crc_tail,
+        condition: None,
     };
     let mut bytes = prepared.bytes;
     let mut receipts = Vec::with_capacity(1);

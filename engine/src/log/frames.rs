@@ -17,6 +17,7 @@ pub struct FrameMeta {
     pub len: usize,
     pub body_digest: [u8; 32],
     pub crc_tail: u32,
+    pub condition: Option<u64>,
 }
 
 /// One atomic batch: a run of consecutive frames.
@@ -101,6 +102,7 @@ impl Frames {
                 len,
                 body_digest,
                 crc_tail,
+                condition: record.condition,
             });
         }
         let batch_bytes = (self.bytes.len() - batch_start) as u64;

@@ -30,11 +30,11 @@ use crate::error::Error;
 use crate::format::erasure::SlotRef;
 use crate::storage::{FileStorage, LockError, Storage, WriterLock};
 
-pub use admission::{Admission, AdmitDecision};
+pub use admission::{Admission, AdmitDecision, Candidate};
 pub use follow::Follower;
 pub use notify::Notify;
 pub use options::{
-    check_tenant, Durability, Limits, LogOptions, Receipt, RecordInput, RecoveryReport,
+    check_tenant, Admitted, Durability, Limits, LogOptions, Receipt, RecordInput, RecoveryReport,
     KIND_USER_MIN,
 };
 pub use reader::{LogReader, LogStats, OwnedSlot, Record, Scan, Snapshot};

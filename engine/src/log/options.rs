@@ -129,6 +129,9 @@ pub struct RecordInput {
     pub payload: Vec<u8>,
     /// Erasable slots.
     pub slots: Vec<Vec<u8>>,
+    /// A condition for the admission step (for example a run's expected length); handed to
+    /// [`crate::log::Admission::admit`] beside the frame and never written.
+    pub condition: Option<u64>,
 }
 
 impl RecordInput {
@@ -139,6 +142,7 @@ impl RecordInput {
             tenant: tenant.into(),
             payload,
             slots: Vec::new(),
+            condition: None,
         }
     }
 
@@ -197,6 +201,18 @@ pub struct Receipt {
     pub hash: [u8; 32],
     /// The record's frame timestamp (ns since the Unix epoch).
     pub timestamp_ns: u64,
+    /// What the admission step computed for the record, if anything (the ledger: the step's
+    /// index in its run and its entry hash).
+    pub admitted: Option<Admitted>,
+}
+
+/// A position and a hash the admission step derived for one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// A position (the ledger: the step's index in its run).
+    pub index: u64,
+    /// A hash (the ledger: the step's entry hash).
+    pub hash: [u8; 32],
 }
 
 /// What opening a log found and did.

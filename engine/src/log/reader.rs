@@ -34,6 +34,8 @@ pub struct LogReader {
 pub(crate) struct ReaderCache {
     segments: std::sync::Mutex<Vec<u64>>,
     indexes: std::sync::Mutex<std::collections::HashMap<u64, Arc<Vec<IndexEntry>>>>,
+    /// Whole-segment maps for point reads, each covering the segment up to a durable end.
+    maps: std::sync::Mutex<std::collections::HashMap<u64, Mapped>>,
 }
 
 /// The durable state a reader works against: HEAD and the segments it covers.
@@ -160,6 +162,71 @@ impl LogReader {
     /// The record at `offset`, or `Ok(None)` past the durable end.
     pub fn get(&self, offset: u64) -> Result<Option<Record>, Error> {
         self.scan(offset)?.next().transpose()
+    }
+
+    /// The record at a place an earlier scan reported ([`Record::segment_base`],
+    /// [`Record::position`]), which must hold `offset`: one CRC-checked frame decode through a
+    /// cached map of the whole segment, with no index lookup and no scan. Used by projections
+    /// that remember where each record lives.
+    pub fn read_at(
+        &self,
+        snapshot: &Snapshot,
+        base: u64,
+        position: u64,
+        offset: u64,
+    ) -> Result<Record, Error> {
+        let name = || segment_file_name(base);
+        if offset >= snapshot.head.next_offset || !snapshot.segments.contains(&base) {
+            return Err(Error::corrupt(
+                name(),
+                position,
+                Some(offset),
+                "a projection points past the durable log",
+            ));
+        }
+        let header = frame::FRAME_HEADER_BYTES as u64;
+        let map = {
+            let mut maps = self.cache.maps.lock().unwrap_or_else(|p| p.into_inner());
+            let cached = maps.get(&base).filter(|m| {
+                let len = m.len() as u64;
+                position + header <= len
+                    && crate::format::u32_at(m, usize::try_from(position).unwrap_or(usize::MAX))
+                        .is_some_and(|frame_len| position + u64::from(frame_len) <= len)
+            });
+            match cached {
+                Some(m) => m.clone(),
+                None => {
+                    let end = segment_end(self.storage.as_ref(), snapshot, base)?;
+                    let file = segments::open_segment(self.storage.as_ref(), base, OpenMode::Read)?;
+                    let map = file
+                        .map(0, end)
+                        .map_err(|e| Error::io(format!("mapping {}", name()), e))?;
+                    maps.insert(base, map.clone());
+                    map
+                }
+            }
+        };
+        let start = usize::try_from(position).unwrap_or(usize::MAX);
+        let bytes = map.get(start..).unwrap_or(&[]);
+        let view = frame::decode(bytes, frame::FRAME_BYTES_STRUCTURAL_MAX)
+            .map_err(|e| Error::corrupt(name(), position, Some(offset), e.to_string()))?;
+        if view.offset() != offset {
+            return Err(Error::corrupt(
+                name(),
+                position,
+                Some(offset),
+                format!("expected offset {offset}, found {}", view.offset()),
+            ));
+        }
+        let len = view.bytes().len();
+        Ok(Record {
+            window: map,
+            start,
+            len,
+            segment_base: base,
+            position,
+            storage: self.storage.clone(),
+        })
     }
 
     /// Sparse index entries of segment `base` that lie below `end` bytes (empty when the

@@ -15,7 +15,7 @@ use crate::format::head::{Head, HEAD_FLAG_CLEAN, NONE};
 use crate::format::segment_header::{segment_file_name, SEGMENT_HEADER_BYTES};
 use crate::storage::{Storage, StorageFile};
 
-use super::admission::{Admission, AdmitDecision};
+use super::admission::{Admission, AdmitDecision, Candidate};
 use super::frames::{FrameMeta, Frames};
 use super::index::IndexWriter;
 use super::notify::Notify;
@@ -120,13 +120,28 @@ impl WriterState {
         receipts: &mut Vec<Receipt>,
     ) -> Result<(), Error> {
         if let Some(admission) = self.admission.as_mut() {
-            let views: Vec<_> = metas
+            let candidates: Vec<_> = metas
                 .iter()
-                .filter_map(|m| bytes.get(m.start..m.start + m.len))
-                .filter_map(frame::decode_unchecked)
+                .filter_map(|m| {
+                    let frame = frame::decode_unchecked(bytes.get(m.start..m.start + m.len)?)?;
+                    Some(Candidate {
+                        frame,
+                        body_digest: m.body_digest,
+                        condition: m.condition,
+                    })
+                })
                 .collect();
-            match admission.admit(self.next_offset, &views) {
-                AdmitDecision::Accept => {}
+            match admission.admit(self.next_offset, &candidates) {
+                AdmitDecision::Accept(admitted) => {
+                    let first = receipts.len();
+                    self.sequence_unchecked(bytes, metas, receipts)?;
+                    if admitted.len() == metas.len() {
+                        for (receipt, a) in receipts.iter_mut().skip(first).zip(admitted) {
+                            receipt.admitted = Some(a);
+                        }
+                    }
+                    return Ok(());
+                }
                 AdmitDecision::Reject(reason) => return Err(Error::Rejected { reason }),
                 AdmitDecision::Duplicate(original) => {
                     receipts.extend(original);
@@ -186,6 +201,7 @@ impl WriterState {
                 offset: self.next_offset,
                 hash,
                 timestamp_ns,
+                admitted: None,
             });
             self.last_frame_pos = self.written_len;
             self.written_len += m.len as u64;

@@ -1,0 +1,146 @@
+//! The ledger's admission step, run on the log's sequencer thread in offset order: it knows
+//! every run's head and every step id written so far (including records not yet durable), so
+//! it refuses a duplicate step id or a stale run-head expectation before an offset is used, and
+//! it computes each accepted step's index and entry hash.
+//!
+//! This is writer-side state, kept apart from the runs view: admission runs ahead of
+//! durability, while the view applies durable records only. Both start from the same state
+//! when the ledger opens.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use crate::log::{Admission, AdmitDecision, Admitted, Candidate};
+
+use super::step::{self, KIND_STEP};
+
+/// Prefix of the rejection reason for a step id already in the log; the ledger then checks
+/// whether the batch is an identical retry.
+pub(crate) const DUPLICATE: &str = "duplicate step_id";
+
+/// A run's head: how many steps it has and its last entry hash (zeros when empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RunHead {
+    /// Steps in the run.
+    pub count: u64,
+    /// Entry hash of the last step.
+    pub head: [u8; 32],
+}
+
+/// A 16-byte key naming a step id within a tenant.
+pub type StepKey = [u8; 16];
+
+/// The key of `step_id` in `tenant` (SHA-256, truncated: collisions are out of reach).
+pub fn step_key(tenant: &[u8], step_id: &[u8]) -> StepKey {
+    let mut h = Sha256::new();
+    h.update(b"meshflow/v1/step-key\0");
+    h.update([u8::try_from(tenant.len()).unwrap_or(u8::MAX)]);
+    h.update(tenant);
+    h.update(step_id);
+    let digest: [u8; 32] = h.finalize().into();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+    key
+}
+
+/// The key of a run: its tenant, a zero byte, its id.
+pub fn run_key(tenant: &[u8], run_id: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(tenant.len() + 1 + run_id.len());
+    key.extend_from_slice(tenant);
+    key.push(0);
+    key.extend_from_slice(run_id);
+    key
+}
+
+/// Run heads and step ids as the sequencer has accepted them.
+#[derive(Debug, Default)]
+pub struct WriterState {
+    /// Head of every run, by [`run_key`].
+    pub runs: HashMap<Vec<u8>, RunHead>,
+    /// Offset of every step, by [`step_key`].
+    pub steps: HashMap<StepKey, u64>,
+}
+
+/// The [`Admission`] the ledger installs on its log.
+#[derive(Debug)]
+pub(crate) struct LedgerAdmission {
+    pub(crate) state: Arc<Mutex<WriterState>>,
+}
+
+/// One step of a batch, checked but not yet applied.
+struct Pending {
+    run: Vec<u8>,
+    key: StepKey,
+    head: RunHead,
+    offset: u64,
+}
+
+impl Admission for LedgerAdmission {
+    fn admit(&mut self, first_offset: u64, batch: &[Candidate<'_>]) -> AdmitDecision {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut admitted = Vec::with_capacity(batch.len());
+        for (i, candidate) in batch.iter().enumerate() {
+            let offset = first_offset + i as u64;
+            let frame = &candidate.frame;
+            if frame.kind() != KIND_STEP {
+                admitted.push(Admitted {
+                    index: 0,
+                    hash: [0; 32],
+                });
+                continue;
+            }
+            let Some((run_id, step_id)) = step::peek_ids(frame.payload()) else {
+                return AdmitDecision::Reject("malformed step payload".to_string());
+            };
+            let tenant = frame.tenant();
+            let key = step_key(tenant, step_id.as_bytes());
+            if state.steps.contains_key(&key) || pending.iter().any(|p| p.key == key) {
+                return AdmitDecision::Reject(format!("{DUPLICATE} '{step_id}'"));
+            }
+            let run = run_key(tenant, run_id.as_bytes());
+            let before = pending
+                .iter()
+                .rev()
+                .find(|p| p.run == run)
+                .map(|p| p.head)
+                .or_else(|| state.runs.get(&run).copied())
+                .unwrap_or_default();
+            if let Some(expected) = candidate.condition {
+                if expected != before.count {
+                    return AdmitDecision::Reject(format!(
+                        "run '{run_id}' has {} step(s), the step expected {expected}",
+                        before.count
+                    ));
+                }
+            }
+            let hash = step::entry_hash(
+                &before.head,
+                before.count,
+                offset,
+                tenant,
+                &candidate.body_digest,
+            );
+            admitted.push(Admitted {
+                index: before.count,
+                hash,
+            });
+            pending.push(Pending {
+                run,
+                key,
+                head: RunHead {
+                    count: before.count + 1,
+                    head: hash,
+                },
+                offset,
+            });
+        }
+        for p in pending {
+            state.steps.insert(p.key, p.offset);
+            state.runs.insert(p.run, p.head);
+        }
+        AdmitDecision::Accept(admitted)
+    }
+}

@@ -1,0 +1,523 @@
+//! Reads over the runs view: runs, steps, summaries, diffs and per-run chain verification.
+//! Every read is scoped to the handle's tenant; an unknown run is [`LedgerError::NotFound`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::Error;
+use crate::format::segment_header::{segment_file_name, SEGMENT_HEADER_BYTES};
+use crate::log::{Record, Snapshot};
+
+use super::export::{round_to, short_hex};
+use super::record::{read_step, FieldValue, StoredStep};
+use super::runs::StepLoc;
+use super::step;
+use super::{Ledger, LedgerError};
+
+/// How many step locations are copied out of the view at a time, so a long run is read with
+/// bounded memory and without holding the view's lock.
+const CHUNK: usize = 4096;
+
+/// A step as read back, with its place in the run and its chain hashes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The stored record.
+    pub stored: StoredStep,
+    /// Index in the run.
+    pub step_index: u64,
+    /// Entry hash of the previous step (zeros for step 0).
+    pub prev_hash: [u8; 32],
+    /// This step's entry hash as the view recorded it.
+    pub entry_hash: [u8; 32],
+    /// The salts of the live slot fields (erased ones have none).
+    pub salts: [Option<[u8; 32]>; 4],
+}
+
+fn salts_of(record: &Record) -> [Option<[u8; 32]>; 4] {
+    let frame = record.view();
+    std::array::from_fn(|i| match frame.slot(i) {
+        Ok(crate::format::slot::SlotView::Live { salt, .. }) => Some(*salt),
+        _ => None,
+    })
+}
+
+impl Step {
+    /// The text of slot field `index`, `[REDACTED]` when erased.
+    pub fn text(&self, index: u16) -> &str {
+        match self.stored.slots.get(usize::from(index)) {
+            Some(FieldValue::Text(t)) => t,
+            _ => "[REDACTED]",
+        }
+    }
+
+    /// Names of the erased fields.
+    pub fn redacted(&self) -> Vec<&'static str> {
+        const NAMES: [&str; 4] = ["input_task", "output_content", "block_reason", "metadata"];
+        self.stored
+            .slots
+            .iter()
+            .zip(NAMES)
+            .filter(|(v, _)| matches!(v, FieldValue::Redacted { .. }))
+            .map(|(_, n)| n)
+            .collect()
+    }
+}
+
+/// The reference's run summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: String,
+    /// Number of steps.
+    pub steps: u64,
+    /// Node id of each step, in order.
+    pub nodes: Vec<String>,
+    /// Sum of costs, rounded to 6 places.
+    pub total_cost_usd: f64,
+    /// Sum of tokens.
+    pub total_tokens: u64,
+    /// Sum of carbon, rounded to 4 places.
+    pub total_carbon_gco2: f64,
+    /// Blocked steps.
+    pub blocked_steps: u64,
+    /// Verdict of each step, in order.
+    pub verdicts: Vec<String>,
+    /// First step's timestamp (`None` for an empty run).
+    pub start: Option<String>,
+    /// Last step's timestamp.
+    pub end: Option<String>,
+}
+
+/// One failure found by [`Ledger::verify_chain`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainError {
+    /// Index of the step.
+    pub step_index: u64,
+    /// Its step id (`?` when the record is too damaged to tell).
+    pub step_id: String,
+    /// Which check failed: `entry_hash`, `global_hash`, `commitment` or `record`.
+    pub hash: &'static str,
+    /// The message, in the reference's form.
+    pub message: String,
+}
+
+/// The result of verifying one run's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Run id.
+    pub run_id: String,
+    /// No errors.
+    pub valid: bool,
+    /// Steps checked.
+    pub steps_verified: u64,
+    /// Steps with erased fields (their erased content is unverifiable; their hashes are).
+    pub steps_redacted: u64,
+    /// What failed.
+    pub errors: Vec<ChainError>,
+}
+
+/// The reference's run diff.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDiff {
+    /// First run.
+    pub run_id_a: String,
+    /// Second run.
+    pub run_id_b: String,
+    /// Node ids only in A, sorted.
+    pub only_in_a: Vec<String>,
+    /// Node ids only in B, sorted.
+    pub only_in_b: Vec<String>,
+    /// Node ids in both, sorted.
+    pub common: Vec<String>,
+    /// Common nodes whose output or verdict differ (last occurrence of each node).
+    pub changed: Vec<ChangedNode>,
+    /// Sum of B's costs minus A's, rounded to 6 places.
+    pub cost_delta_usd: f64,
+    /// Sum of B's tokens minus A's.
+    pub token_delta: i128,
+}
+
+/// A node whose output or verdict differs between two runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangedNode {
+    /// Node id.
+    pub node_id: String,
+    /// Verdict in A.
+    pub verdict_a: String,
+    /// Verdict in B.
+    pub verdict_b: String,
+    /// First 200 characters of A's output.
+    pub output_a: String,
+    /// First 200 characters of B's output.
+    pub output_b: String,
+    /// B's cost minus A's for this node, rounded to 6 places.
+    pub cost_delta_usd: f64,
+}
+
+fn damaged(loc: &StepLoc, why: &str) -> Error {
+    Error::corrupt(
+        segment_file_name(loc.segment_base),
+        loc.position,
+        Some(loc.offset),
+        why.to_string(),
+    )
+}
+
+impl Ledger {
+    fn not_found(&self, run_id: &str) -> LedgerError {
+        LedgerError::NotFound {
+            what: format!("run '{run_id}'"),
+        }
+    }
+
+    /// Brings the view up to `snapshot` and returns it with the run's step count there.
+    fn run_len(&self, run_id: &str) -> Result<(Snapshot, usize), LedgerError> {
+        let snapshot = self.reader().snapshot()?;
+        let view = self.refresh()?;
+        let run = view
+            .run(&self.tenant, run_id)
+            .ok_or_else(|| self.not_found(run_id))?;
+        let below = run
+            .steps
+            .partition_point(|s| s.offset < snapshot.head.next_offset);
+        Ok((snapshot, below))
+    }
+
+    /// Calls `f` for each step of the run in order, from `from` (an index), reading the log
+    /// in chunks: memory does not grow with the run.
+    pub fn for_each_step(
+        &self,
+        run_id: &str,
+        from: usize,
+        mut f: impl FnMut(Step) -> Result<(), LedgerError>,
+    ) -> Result<u64, LedgerError> {
+        let (snapshot, len) = self.run_len(run_id)?;
+        self.for_each_loc(run_id, from, len, |loc, index, prev| {
+            let record = self.read_loc(&snapshot, loc)?;
+            let stored = read_step(&record)?.ok_or_else(|| damaged(loc, "not a step record"))?;
+            f(Step {
+                stored,
+                step_index: index,
+                prev_hash: prev,
+                entry_hash: loc.entry_hash,
+                salts: salts_of(&record),
+            })
+        })?;
+        Ok(len.saturating_sub(from) as u64)
+    }
+
+    /// Calls `f(loc, index, prev_entry_hash)` for the run's step locations `from..len`.
+    fn for_each_loc(
+        &self,
+        run_id: &str,
+        from: usize,
+        len: usize,
+        mut f: impl FnMut(&StepLoc, u64, [u8; 32]) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let mut start = from;
+        while start < len {
+            let end = (start + CHUNK).min(len);
+            let (chunk, mut prev) = {
+                let view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
+                let run = view
+                    .run(&self.tenant, run_id)
+                    .ok_or_else(|| self.not_found(run_id))?;
+                let prev = start
+                    .checked_sub(1)
+                    .and_then(|i| run.steps.get(i))
+                    .map_or([0; 32], |s| s.entry_hash);
+                (run.steps.get(start..end).unwrap_or(&[]).to_vec(), prev)
+            };
+            for (i, loc) in chunk.iter().enumerate() {
+                f(loc, (start + i) as u64, prev)?;
+                prev = loc.entry_hash;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    fn read_loc(&self, snapshot: &Snapshot, loc: &StepLoc) -> Result<Record, Error> {
+        self.reader()
+            .read_at(snapshot, loc.segment_base, loc.position, loc.offset)
+    }
+
+    /// The run's steps in order.
+    pub fn get_run(&self, run_id: &str) -> Result<Vec<Step>, LedgerError> {
+        let mut steps = Vec::new();
+        self.for_each_step(run_id, 0, |s| {
+            steps.push(s);
+            Ok(())
+        })?;
+        Ok(steps)
+    }
+
+    /// The tenant's run ids, newest first (by the offset of each run's latest step).
+    pub fn list_runs(&self) -> Result<Vec<String>, LedgerError> {
+        let view = self.refresh()?;
+        let mut runs: Vec<(u64, &str)> = view
+            .runs
+            .values()
+            .filter(|r| r.tenant == self.tenant)
+            .map(|r| (r.last_offset, r.run_id.as_str()))
+            .collect();
+        runs.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(runs.into_iter().map(|(_, id)| id.to_string()).collect())
+    }
+
+    /// The step at `step_index` (negative or past the end: `None`).
+    pub fn load_state(&self, run_id: &str, step_index: i64) -> Result<Option<Step>, LedgerError> {
+        let (snapshot, len) = self.run_len(run_id)?;
+        let Ok(index) = usize::try_from(step_index) else {
+            return Ok(None);
+        };
+        if index >= len {
+            return Ok(None);
+        }
+        let (loc, prev) = {
+            let view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
+            let run = view
+                .run(&self.tenant, run_id)
+                .ok_or_else(|| self.not_found(run_id))?;
+            let loc = *run.steps.get(index).ok_or_else(|| self.not_found(run_id))?;
+            let prev = index
+                .checked_sub(1)
+                .and_then(|i| run.steps.get(i))
+                .map_or([0; 32], |s| s.entry_hash);
+            (loc, prev)
+        };
+        let record = self.read_loc(&snapshot, &loc)?;
+        let stored = read_step(&record)?.ok_or_else(|| damaged(&loc, "not a step record"))?;
+        Ok(Some(Step {
+            salts: salts_of(&record),
+            stored,
+            step_index: index as u64,
+            prev_hash: prev,
+            entry_hash: loc.entry_hash,
+        }))
+    }
+
+    /// The step of `run_id` written at `offset`, if that run has one there.
+    pub(crate) fn step_at(&self, run_id: &str, offset: u64) -> Result<Option<Step>, LedgerError> {
+        let index = {
+            let view = self.refresh()?;
+            let Some(run) = view.run(&self.tenant, run_id) else {
+                return Ok(None);
+            };
+            match run.steps.binary_search_by_key(&offset, |s| s.offset) {
+                Ok(i) => i,
+                Err(_) => return Ok(None),
+            }
+        };
+        self.load_state(run_id, i64::try_from(index).unwrap_or(i64::MAX))
+    }
+
+    /// The reference's run summary.
+    pub fn run_summary(&self, run_id: &str) -> Result<RunSummary, LedgerError> {
+        let mut s = RunSummary {
+            run_id: run_id.to_string(),
+            steps: 0,
+            nodes: Vec::new(),
+            total_cost_usd: 0.0,
+            total_tokens: 0,
+            total_carbon_gco2: 0.0,
+            blocked_steps: 0,
+            verdicts: Vec::new(),
+            start: None,
+            end: None,
+        };
+        self.for_each_step(run_id, 0, |step| {
+            let f = &step.stored.fields;
+            s.steps += 1;
+            s.nodes.push(f.node_id.clone());
+            s.verdicts.push(f.verdict.clone());
+            s.total_cost_usd += f.cost_usd;
+            s.total_tokens = s.total_tokens.saturating_add(f.tokens_used);
+            s.total_carbon_gco2 += f.carbon_gco2;
+            s.blocked_steps += u64::from(f.blocked);
+            if s.start.is_none() {
+                s.start = Some(f.timestamp.clone());
+            }
+            s.end = Some(f.timestamp.clone());
+            Ok(())
+        })?;
+        s.total_cost_usd = round_to(s.total_cost_usd, 6);
+        s.total_carbon_gco2 = round_to(s.total_carbon_gco2, 4);
+        Ok(s)
+    }
+
+    /// Compares two runs node by node (the last occurrence of a node wins).
+    pub fn diff(&self, run_a: &str, run_b: &str) -> Result<RunDiff, LedgerError> {
+        struct Side {
+            nodes: BTreeMap<String, (String, String, f64)>,
+            cost: f64,
+            tokens: i128,
+        }
+        let collect = |run: &str| -> Result<Side, LedgerError> {
+            let mut side = Side {
+                nodes: BTreeMap::new(),
+                cost: 0.0,
+                tokens: 0,
+            };
+            self.for_each_step(run, 0, |step| {
+                let f = &step.stored.fields;
+                side.cost += f.cost_usd;
+                side.tokens += i128::from(f.tokens_used);
+                side.nodes.insert(
+                    f.node_id.clone(),
+                    (
+                        f.verdict.clone(),
+                        step.text(step::slot::OUTPUT_CONTENT).to_string(),
+                        f.cost_usd,
+                    ),
+                );
+                Ok(())
+            })?;
+            Ok(side)
+        };
+        let a = collect(run_a)?;
+        let b = collect(run_b)?;
+        let keys_a: BTreeSet<&String> = a.nodes.keys().collect();
+        let keys_b: BTreeSet<&String> = b.nodes.keys().collect();
+        let prefix = |s: &str| s.chars().take(200).collect::<String>();
+        let mut changed = Vec::new();
+        for node in keys_a.intersection(&keys_b) {
+            if let (Some(x), Some(y)) = (a.nodes.get(*node), b.nodes.get(*node)) {
+                if x.0 != y.0 || x.1 != y.1 {
+                    changed.push(ChangedNode {
+                        node_id: (*node).clone(),
+                        verdict_a: x.0.clone(),
+                        verdict_b: y.0.clone(),
+                        output_a: prefix(&x.1),
+                        output_b: prefix(&y.1),
+                        cost_delta_usd: round_to(y.2 - x.2, 6),
+                    });
+                }
+            }
+        }
+        Ok(RunDiff {
+            run_id_a: run_a.to_string(),
+            run_id_b: run_b.to_string(),
+            only_in_a: keys_a.difference(&keys_b).map(|s| (*s).clone()).collect(),
+            only_in_b: keys_b.difference(&keys_a).map(|s| (*s).clone()).collect(),
+            common: keys_a.intersection(&keys_b).map(|s| (*s).clone()).collect(),
+            changed,
+            cost_delta_usd: round_to(b.cost - a.cost, 6),
+            token_delta: b.tokens - a.tokens,
+        })
+    }
+
+    /// Verifies the run's chain: each record's frame and global hash, its link to the next
+    /// record, each live field against its commitment, and each entry hash against the one
+    /// the view recorded (the previous step's recorded hash is the expected link, so one
+    /// altered step is reported once).
+    pub fn verify_chain(&self, run_id: &str) -> Result<ChainReport, LedgerError> {
+        let (snapshot, len) = self.run_len(run_id)?;
+        let mut report = ChainReport {
+            run_id: run_id.to_string(),
+            valid: true,
+            steps_verified: 0,
+            steps_redacted: 0,
+            errors: Vec::new(),
+        };
+        self.for_each_loc(run_id, 0, len, |loc, index, prev| {
+            report.steps_verified += 1;
+            if let Some(e) = self.check_step(&snapshot, loc, index, &prev, &mut report) {
+                report.errors.push(e);
+            }
+            Ok(())
+        })?;
+        report.valid = report.errors.is_empty();
+        Ok(report)
+    }
+
+    fn check_step(
+        &self,
+        snapshot: &Snapshot,
+        loc: &StepLoc,
+        index: u64,
+        prev: &[u8; 32],
+        report: &mut ChainReport,
+    ) -> Option<ChainError> {
+        let error = |step_id: &str, hash: &'static str, what: String| ChainError {
+            step_index: index,
+            step_id: step_id.to_string(),
+            hash,
+            message: format!("step {index} ({step_id}): {what}"),
+        };
+        let record = match self.read_loc(snapshot, loc) {
+            Ok(r) => r,
+            Err(e) => return Some(error("?", "record", format!("record damaged: {e}"))),
+        };
+        let view = record.view();
+        let step_id = step::peek_ids(view.payload()).map_or("?", |(_, s)| s);
+        let stored = match read_step(&record) {
+            Ok(Some(s)) => s,
+            Ok(None) => return Some(error(step_id, "record", "not a step record".to_string())),
+            Err(e) => return Some(error(step_id, "record", format!("record damaged: {e}"))),
+        };
+        if stored
+            .slots
+            .iter()
+            .any(|s| matches!(s, FieldValue::Redacted { .. }))
+        {
+            report.steps_redacted += 1;
+        }
+        if view.compute_hash() != view.hash() {
+            return Some(error(
+                step_id,
+                "global_hash",
+                "entry_hash mismatch — record was modified (its global hash does not match)"
+                    .to_string(),
+            ));
+        }
+        if let Some(next) = self.next_record(snapshot, &record) {
+            if next.view().prev_hash() != view.hash() {
+                return Some(error(
+                    step_id,
+                    "global_hash",
+                    "entry_hash mismatch — record was modified (the next record does not link to it)"
+                        .to_string(),
+                ));
+            }
+        }
+        const NAMES: [&str; 4] = ["input_task", "output_content", "block_reason", "metadata"];
+        for (i, name) in NAMES.iter().enumerate() {
+            if !matches!(view.slot_matches_commitment(i), Ok(true)) {
+                return Some(error(
+                    step_id,
+                    "commitment",
+                    format!("entry_hash mismatch — record was modified ({name} does not match its commitment)"),
+                ));
+            }
+        }
+        let recomputed = stored.entry_hash(prev, index);
+        if recomputed != loc.entry_hash {
+            return Some(error(
+                step_id,
+                "entry_hash",
+                format!(
+                    "entry_hash mismatch — record was modified (expected={}... got={}...)",
+                    short_hex(&loc.entry_hash),
+                    short_hex(&recomputed)
+                ),
+            ));
+        }
+        None
+    }
+
+    /// The record after `record` in the log, when it is durable.
+    fn next_record(&self, snapshot: &Snapshot, record: &Record) -> Option<Record> {
+        let next = record.offset() + 1;
+        if next >= snapshot.head.next_offset {
+            return None;
+        }
+        let after = record.position() + record.view().frame_len();
+        self.reader()
+            .read_at(snapshot, record.segment_base(), after, next)
+            .or_else(|_| {
+                self.reader()
+                    .read_at(snapshot, next, SEGMENT_HEADER_BYTES as u64, next)
+            })
+            .ok()
+    }
+}

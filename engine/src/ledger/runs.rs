@@ -1,0 +1,130 @@
+//! The runs view: a projection of the log's durable step records. For each run (per tenant) it
+//! keeps where every step lives in the log and the step's entry hash as computed when the
+//! record was applied, so reads go straight to the record and verification has a recorded
+//! chain to compare against.
+
+use std::collections::HashMap;
+
+use crate::error::Error;
+use crate::log::{LogReader, Record};
+
+use super::admission::{run_key, step_key, RunHead, StepKey, WriterState};
+use super::step::{self, KIND_STEP};
+
+/// Where one step lives and what it hashed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepLoc {
+    /// Log offset.
+    pub offset: u64,
+    /// Base offset of the segment holding it.
+    pub segment_base: u64,
+    /// Byte position of its frame in that segment.
+    pub position: u64,
+    /// Entry hash computed when the record was applied.
+    pub entry_hash: [u8; 32],
+    /// Key of its step id.
+    pub step_key: StepKey,
+}
+
+/// One run in the view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunState {
+    /// The tenant.
+    pub tenant: String,
+    /// The run id.
+    pub run_id: String,
+    /// Its steps in order.
+    pub steps: Vec<StepLoc>,
+    /// Offset of the run's latest record (orders `list_runs`).
+    pub last_offset: u64,
+}
+
+/// The view's state: every run, and the next offset to apply.
+#[derive(Debug, Default)]
+pub struct RunsView {
+    /// Next log offset to apply.
+    pub next_offset: u64,
+    /// Runs by [`run_key`].
+    pub runs: HashMap<Vec<u8>, RunState>,
+}
+
+impl RunsView {
+    /// Applies every durable record from `next_offset` to the reader's durable end.
+    pub fn refresh(&mut self, reader: &LogReader) -> Result<(), Error> {
+        let snapshot = reader.snapshot()?;
+        if snapshot.head.next_offset <= self.next_offset {
+            return Ok(());
+        }
+        for record in reader.scan_snapshot(snapshot, self.next_offset)? {
+            self.apply(&record?)?;
+        }
+        Ok(())
+    }
+
+    /// Applies one record (records must come in offset order).
+    pub fn apply(&mut self, record: &Record) -> Result<(), Error> {
+        let view = record.view();
+        let offset = view.offset();
+        self.next_offset = offset + 1;
+        if view.kind() != KIND_STEP {
+            return Ok(());
+        }
+        let (run_id, step_id) = step::peek_ids(view.payload()).ok_or_else(|| {
+            Error::corrupt(
+                crate::format::segment_header::segment_file_name(record.segment_base()),
+                record.position(),
+                Some(offset),
+                "malformed step payload",
+            )
+        })?;
+        let tenant = view.tenant();
+        let key = run_key(tenant, run_id.as_bytes());
+        let run = self.runs.entry(key).or_insert_with(|| RunState {
+            tenant: String::from_utf8_lossy(tenant).into_owned(),
+            run_id: run_id.to_string(),
+            steps: Vec::new(),
+            last_offset: offset,
+        });
+        let prev = run.steps.last().map_or([0; 32], |s| s.entry_hash);
+        let entry_hash = step::entry_hash(
+            &prev,
+            run.steps.len() as u64,
+            offset,
+            tenant,
+            &view.body_digest(),
+        );
+        run.steps.push(StepLoc {
+            offset,
+            segment_base: record.segment_base(),
+            position: record.position(),
+            entry_hash,
+            step_key: step_key(tenant, step_id.as_bytes()),
+        });
+        run.last_offset = offset;
+        Ok(())
+    }
+
+    /// The run `run_id` of `tenant`.
+    pub fn run(&self, tenant: &str, run_id: &str) -> Option<&RunState> {
+        self.runs
+            .get(&run_key(tenant.as_bytes(), run_id.as_bytes()))
+    }
+
+    /// The admission state equal to this view (when the view covers the whole log).
+    pub fn writer_state(&self) -> WriterState {
+        let mut state = WriterState::default();
+        for (key, run) in &self.runs {
+            state.runs.insert(
+                key.clone(),
+                RunHead {
+                    count: run.steps.len() as u64,
+                    head: run.steps.last().map_or([0; 32], |s| s.entry_hash),
+                },
+            );
+            for s in &run.steps {
+                state.steps.insert(s.step_key, s.offset);
+            }
+        }
+        state
+    }
+}

@@ -1,0 +1,433 @@
+//! The `Ledger` API (issue 3): appends with engine-assigned fields and optimistic concurrency,
+//! idempotent retries, tenant scoping, reads, summaries, diffs, CSV and chain verification,
+//! across reopen; tampering with a stored step is reported naming the step.
+
+use meshflow_engine::ledger::export::{hex, CSV_HEADER};
+use meshflow_engine::ledger::{Ledger, LedgerError, StepRequest};
+use meshflow_engine::log::{Durability, LogOptions, LogReader};
+
+fn request(run: &str, node: &str, cost: f64) -> StepRequest {
+    StepRequest {
+        run_id: run.to_string(),
+        node_id: node.to_string(),
+        node_kind: "llm".to_string(),
+        input_task: format!("task for {node}"),
+        output_content: format!("output of {node}"),
+        verdict: "commit".to_string(),
+        uncertainty: 0.1,
+        cost_usd: cost,
+        tokens_used: 100,
+        carbon_gco2: 0.001,
+        duration_ms: 12.5,
+        ..StepRequest::default()
+    }
+}
+
+fn open(dir: &std::path::Path) -> Ledger {
+    Ledger::open(dir, LogOptions::default(), "default")
+        .unwrap()
+        .0
+}
+
+fn log_records(dir: &std::path::Path) -> u64 {
+    LogReader::open(dir, LogOptions::default())
+        .unwrap()
+        .snapshot()
+        .unwrap()
+        .head
+        .next_offset
+}
+
+#[test]
+fn appends_chain_per_run_and_verify_valid_across_runs_and_reopen() {
+    // Proves A4 and A8: interleaved runs each get a valid chain from "", before and after reopen.
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let mut receipts = Vec::new();
+    for n in 0..3 {
+        for run in ["R1", "R2"] {
+            receipts.push(
+                ledger
+                    .append(request(run, &format!("n{n}"), 0.01), Durability::Sync)
+                    .unwrap(),
+            );
+        }
+    }
+    assert_eq!(receipts[4].step_index, 2);
+    assert_eq!(receipts[4].run_id, "R1");
+    assert_eq!(receipts[4].step_id.len(), 36, "engine-assigned UUID");
+    let steps = ledger.get_run("R1").unwrap();
+    assert_eq!(steps.len(), 3);
+    assert_eq!(steps[0].prev_hash, [0; 32]);
+    assert_eq!(steps[1].prev_hash, steps[0].entry_hash);
+    assert_eq!(steps[2].entry_hash, receipts[4].entry_hash);
+    for run in ["R1", "R2"] {
+        let report = ledger.verify_chain(run).unwrap();
+        assert!(report.valid, "{report:?}");
+        assert_eq!(report.steps_verified, 3);
+    }
+    drop(ledger);
+    let ledger = open(dir.path());
+    assert_eq!(ledger.list_runs().unwrap(), vec!["R2", "R1"]);
+    assert_eq!(ledger.get_run("R1").unwrap(), steps);
+    let next = ledger
+        .append(request("R1", "n3", 0.01), Durability::Sync)
+        .unwrap();
+    assert_eq!(next.step_index, 3);
+    assert!(ledger.verify_chain("R1").unwrap().valid);
+    assert_eq!(ledger.list_runs().unwrap(), vec!["R1", "R2"]);
+}
+
+#[test]
+fn unknown_runs_are_not_found_in_every_read() {
+    // Proves A5/A19/A21 with SPEC §11: an unknown run is "not found", never an empty success.
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    ledger
+        .append(request("A", "n0", 0.01), Durability::Sync)
+        .unwrap();
+    let is_not_found = |e: LedgerError| matches!(e, LedgerError::NotFound { .. });
+    assert!(is_not_found(ledger.get_run("nope").unwrap_err()));
+    assert!(is_not_found(ledger.verify_chain("nope").unwrap_err()));
+    assert!(is_not_found(ledger.run_summary("nope").unwrap_err()));
+    assert!(is_not_found(ledger.load_state("nope", 0).unwrap_err()));
+    assert!(is_not_found(ledger.diff("A", "nope").unwrap_err()));
+    assert!(is_not_found(
+        ledger.export_run("nope", &mut Vec::new()).unwrap_err()
+    ));
+    let mut csv = Vec::new();
+    assert!(is_not_found(
+        ledger.export_csv(Some("nope"), &mut csv).unwrap_err()
+    ));
+    assert!(csv.is_empty(), "nothing written for an unknown run");
+}
+
+#[test]
+fn identical_retry_returns_the_original_receipt_and_different_content_conflicts() {
+    // Proves A9: a step_id is never silently replaced; retries are idempotent, also after reopen.
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let mut first = request("A", "n0", 0.01);
+    first.step_id = Some("A-s0".to_string());
+    let original = ledger.append(first.clone(), Durability::Sync).unwrap();
+    let again = ledger.append(first.clone(), Durability::Sync).unwrap();
+    assert_eq!(
+        again, original,
+        "identical retry (engine timestamp not sent)"
+    );
+    let records = log_records(dir.path());
+    let mut changed = first.clone();
+    changed.output_content = "something else".to_string();
+    let err = ledger
+        .append(changed.clone(), Durability::Sync)
+        .unwrap_err();
+    assert!(
+        matches!(&err, LedgerError::Conflict { reason } if reason.contains("output_content")),
+        "{err}"
+    );
+    let mut other_run = first.clone();
+    other_run.run_id = "B".to_string();
+    assert!(matches!(
+        ledger.append(other_run, Durability::Sync).unwrap_err(),
+        LedgerError::Conflict { .. }
+    ));
+    assert_eq!(log_records(dir.path()), records, "nothing written");
+    drop(ledger);
+    let ledger = open(dir.path());
+    assert_eq!(ledger.append(first, Durability::Sync).unwrap(), original);
+    assert!(matches!(
+        ledger.append(changed, Durability::Sync).unwrap_err(),
+        LedgerError::Conflict { .. }
+    ));
+    assert_eq!(ledger.get_run("A").unwrap().len(), 1);
+}
+
+#[test]
+fn run_head_expectations_are_checked_and_a_mismatch_writes_nothing() {
+    // Proves A10: a wrong prev_hash or expected_step_index is a conflict, a right one is accepted.
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let mut r = request("A", "n0", 0.01);
+    r.prev_hash = Some(String::new());
+    let s0 = ledger.append(r, Durability::Sync).unwrap();
+    let records = log_records(dir.path());
+    for bad in [
+        StepRequest {
+            prev_hash: Some(String::new()),
+            ..request("A", "n1", 0.01)
+        },
+        StepRequest {
+            prev_hash: Some("ab".repeat(32)),
+            ..request("A", "n1", 0.01)
+        },
+        StepRequest {
+            expected_step_index: Some(0),
+            ..request("A", "n1", 0.01)
+        },
+        StepRequest {
+            expected_step_index: Some(5),
+            ..request("A", "n1", 0.01)
+        },
+    ] {
+        let err = ledger.append(bad, Durability::Sync).unwrap_err();
+        assert!(matches!(err, LedgerError::Conflict { .. }), "{err}");
+    }
+    assert_eq!(log_records(dir.path()), records, "nothing written");
+    let s1 = ledger
+        .append(
+            StepRequest {
+                prev_hash: Some(hex(&s0.entry_hash)),
+                ..request("A", "n1", 0.01)
+            },
+            Durability::Sync,
+        )
+        .unwrap();
+    assert_eq!(s1.step_index, 1);
+    let s2 = ledger
+        .append(
+            StepRequest {
+                expected_step_index: Some(2),
+                ..request("A", "n2", 0.01)
+            },
+            Durability::Sync,
+        )
+        .unwrap();
+    assert_eq!(s2.step_index, 2);
+}
+
+#[test]
+fn invalid_steps_are_typed_errors_and_a_bad_step_fails_its_whole_batch() {
+    // Proves missing/negative/non-finite/oversized input is refused before anything is written.
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let records = log_records(dir.path());
+    let bad = [
+        StepRequest {
+            cost_usd: f64::NAN,
+            ..request("A", "n", 0.0)
+        },
+        StepRequest {
+            duration_ms: -1.0,
+            ..request("A", "n", 0.0)
+        },
+        StepRequest {
+            run_id: "x".repeat(129),
+            ..request("A", "n", 0.0)
+        },
+        StepRequest {
+            run_id: "bad\nid".to_string(),
+            ..request("A", "n", 0.0)
+        },
+        StepRequest {
+            metadata_json: Some("[1]".to_string()),
+            ..request("A", "n", 0.0)
+        },
+        StepRequest {
+            tenant_id: Some("other".to_string()),
+            ..request("A", "n", 0.0)
+        },
+        StepRequest {
+            output_content: "x".repeat(64 << 20),
+            ..request("A", "n", 0.0)
+        },
+    ];
+    for b in bad {
+        let err = ledger
+            .append_batch(vec![request("A", "ok", 0.0), b], Durability::Sync)
+            .unwrap_err();
+        assert!(matches!(err, LedgerError::Invalid { .. }), "{err}");
+    }
+    assert_eq!(log_records(dir.path()), records, "nothing written");
+    assert!(ledger.list_runs().unwrap().is_empty());
+}
+
+#[test]
+fn tenants_see_only_their_own_runs() {
+    // Proves W8 fixed for the ledger reads: another tenant's run is "not found".
+    let dir = tempfile::tempdir().unwrap();
+    let alpha = Ledger::open(dir.path(), LogOptions::default(), "alpha")
+        .unwrap()
+        .0;
+    let beta = alpha.with_tenant("beta").unwrap();
+    alpha
+        .append(request("alpha-1", "n0", 0.01), Durability::Sync)
+        .unwrap();
+    beta.append(request("shared-name", "n0", 0.01), Durability::Sync)
+        .unwrap();
+    alpha
+        .append(request("shared-name", "n0", 0.01), Durability::Sync)
+        .unwrap();
+    assert_eq!(beta.list_runs().unwrap(), vec!["shared-name"]);
+    assert!(matches!(
+        beta.get_run("alpha-1").unwrap_err(),
+        LedgerError::NotFound { .. }
+    ));
+    assert!(matches!(
+        beta.verify_chain("alpha-1").unwrap_err(),
+        LedgerError::NotFound { .. }
+    ));
+    assert_eq!(alpha.get_run("shared-name").unwrap().len(), 1);
+    assert_eq!(beta.get_run("shared-name").unwrap()[0].step_index, 0);
+}
+
+#[test]
+fn summary_load_state_diff_and_csv_follow_the_reference() {
+    // Proves A17, A18, A20 and A21: shapes and values as the reference's.
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    for node in ["plan", "analyze", "report"] {
+        ledger
+            .append(request("A", node, 0.01), Durability::Sync)
+            .unwrap();
+    }
+    for node in ["plan", "analyze", "report", "extra_node"] {
+        let mut r = request("B", node, 0.02);
+        if node == "analyze" {
+            r.output_content = "different".to_string();
+            r.blocked = true;
+        }
+        ledger.append(r, Durability::Sync).unwrap();
+    }
+    assert_eq!(
+        ledger
+            .load_state("A", 0)
+            .unwrap()
+            .unwrap()
+            .stored
+            .fields
+            .node_id,
+        "plan"
+    );
+    assert!(ledger.load_state("A", 99).unwrap().is_none());
+    assert!(ledger.load_state("A", -1).unwrap().is_none());
+
+    let s = ledger.run_summary("B").unwrap();
+    assert_eq!(s.steps, 4);
+    assert_eq!(s.nodes, vec!["plan", "analyze", "report", "extra_node"]);
+    assert_eq!(s.total_cost_usd, 0.08);
+    assert_eq!(s.total_tokens, 400);
+    assert_eq!(s.total_carbon_gco2, 0.004);
+    assert_eq!(s.blocked_steps, 1);
+
+    let d = ledger.diff("A", "B").unwrap();
+    assert_eq!(d.only_in_b, vec!["extra_node"]);
+    assert_eq!(d.common, vec!["analyze", "plan", "report"]);
+    assert_eq!(d.changed.len(), 1);
+    assert_eq!(d.changed[0].node_id, "analyze");
+    assert!(d.cost_delta_usd > 0.0);
+    assert_eq!(d.token_delta, 100);
+
+    let mut csv = Vec::new();
+    ledger.export_csv(Some("A"), &mut csv).unwrap();
+    let text = String::from_utf8(csv).unwrap();
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert_eq!(lines[0], CSV_HEADER.join(","));
+    assert_eq!(lines.len(), 5, "header, 3 rows, empty after the last CRLF");
+    assert!(lines[1].starts_with("A,"));
+    assert!(lines[1].contains(",llm,commit,0,,0.1,0.01,100,0.001,12.5,"));
+    assert!(lines[1].ends_with(','), "step 0's prev_hash is empty");
+}
+
+/// Where the record at `offset` lives: (segment file, frame position).
+fn locate(dir: &std::path::Path, offset: u64) -> (std::path::PathBuf, usize) {
+    let reader = LogReader::open(dir, LogOptions::default()).unwrap();
+    let record = reader.get(offset).unwrap().unwrap();
+    let file = dir.join(meshflow_engine::format::segment_header::segment_file_name(
+        record.segment_base(),
+    ));
+    (file, usize::try_from(record.position()).unwrap())
+}
+
+fn u32_at(b: &[u8], p: usize) -> usize {
+    u32::from_le_bytes(b[p..p + 4].try_into().unwrap()) as usize
+}
+
+/// Recomputes the frame CRC at `pos` (what a deliberate tamperer does).
+fn reseal_frame(bytes: &mut [u8], pos: usize) {
+    let tenant_len = bytes[pos + 35] as usize;
+    let payload_len = u32_at(bytes, pos + 40);
+    let slots = u16::from_le_bytes(bytes[pos + 44..pos + 46].try_into().unwrap()) as usize;
+    let committed = &bytes[pos + 112..pos + 112 + tenant_len + 36 * slots + payload_len];
+    let crc = crc32c::crc32c_append(crc32c::crc32c(committed), &bytes[pos + 8..pos + 112]);
+    bytes[pos + 4..pos + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn three_step_run(dir: &std::path::Path) -> Vec<u64> {
+    let ledger = open(dir);
+    let offsets = (0..3)
+        .map(|n| {
+            let mut r = request("A", &format!("n{n}"), 0.01);
+            r.step_id = Some(format!("A-s{n}"));
+            ledger.append(r, Durability::Sync).unwrap().offset
+        })
+        .collect();
+    ledger
+        .append(request("other", "x", 0.0), Durability::Sync)
+        .unwrap();
+    offsets
+}
+
+#[test]
+fn an_edited_output_with_a_fixed_slot_crc_is_reported_naming_the_step() {
+    // Proves A6: an edited field is caught (its commitment), naming step 1; step 2 still links.
+    let dir = tempfile::tempdir().unwrap();
+    let offsets = three_step_run(dir.path());
+    let (file, pos) = locate(dir.path(), offsets[1]);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let tenant_len = bytes[pos + 35] as usize;
+    let payload_len = u32_at(&bytes, pos + 40);
+    let committed = 112 + tenant_len + 36 * 4 + payload_len;
+    let slot0 = pos + committed.div_ceil(8) * 8;
+    let slot1 = slot0 + (40 + u32_at(&bytes, pos + 112 + tenant_len)).div_ceil(8) * 8;
+    bytes[slot1 + 40] ^= 0x20; // first byte of output_content
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(&bytes[slot1..slot1 + 4]),
+        &bytes[slot1 + 8..slot1 + 40 + u32_at(&bytes, pos + 112 + tenant_len + 36)],
+    );
+    bytes[slot1 + 4..slot1 + 8].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&file, bytes).unwrap();
+
+    let ledger = Ledger::open_read_only(dir.path(), LogOptions::default(), "default").unwrap();
+    let report = ledger.verify_chain("A").unwrap();
+    assert!(!report.valid);
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    assert_eq!(report.errors[0].step_index, 1);
+    assert_eq!(report.errors[0].step_id, "A-s1");
+    assert!(report.errors[0]
+        .message
+        .starts_with("step 1 (A-s1): entry_hash mismatch"));
+    assert!(report.errors[0].message.contains("output_content"));
+}
+
+#[test]
+fn an_edited_cost_with_a_fixed_crc_is_reported_naming_the_step() {
+    // Proves A7: a committed field (cost_usd) is covered; a rewrite that also fixes the frame
+    // CRC is caught by the record's global hash and reported against the step.
+    let dir = tempfile::tempdir().unwrap();
+    let offsets = three_step_run(dir.path());
+    let (file, pos) = locate(dir.path(), offsets[1]);
+    let original = std::fs::read(&file).unwrap();
+    let tenant_len = original[pos + 35] as usize;
+    let payload = pos + 112 + tenant_len + 36 * 4;
+    // cost_usd sits after version, five texts, blocked and uncertainty.
+    let mut p = payload + 1;
+    for _ in 0..5 {
+        p += 4 + u32_at(&original, p);
+    }
+    let cost = p + 1 + 8;
+    let mut bytes = original.clone();
+    bytes[cost + 6] ^= 0x01;
+    reseal_frame(&mut bytes, pos);
+    std::fs::write(&file, &bytes).unwrap();
+    let ledger = Ledger::open_read_only(dir.path(), LogOptions::default(), "default").unwrap();
+    let report = ledger.verify_chain("A").unwrap();
+    assert!(!report.valid);
+    assert_eq!(
+        (
+            report.errors[0].step_index,
+            report.errors[0].step_id.as_str()
+        ),
+        (1, "A-s1")
+    );
+    assert_eq!(report.errors[0].hash, "global_hash");
+}
