@@ -28,6 +28,14 @@ pub struct Cli {
         default_value = "./meshflow-data"
     )]
     pub db: PathBuf,
+    /// The tenant whose runs the command works on.
+    #[arg(
+        long,
+        global = true,
+        env = "MESHFLOW_TENANT",
+        default_value = "default"
+    )]
+    pub tenant: String,
     /// Structured output (and errors as {"error":{"kind":…,"message":…}}).
     #[arg(long, global = true)]
     pub json: bool,
@@ -45,6 +53,21 @@ pub enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Append steps from JSON Lines (a file, or `-` / nothing for stdin); each batch of lines
+    /// is atomic.
+    Append(AppendArgs),
+    /// List the tenant's runs, newest first, with summaries.
+    Runs,
+    /// Show a run's steps with their outputs, or diff it against another run.
+    Replay(ReplayArgs),
+    /// Summary, steps and chain status of a run (exit 1 when the chain is invalid).
+    Trace(TraceArgs),
+    /// Export runs and verify chains, online or from an export file.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Simulated agents append concurrently into a fresh directory; then reopen, verify, stats.
     Demo(DemoArgs),
     /// Run the canonical benchmark workload, one JSON object per phase on stdout.
@@ -61,6 +84,90 @@ pub enum LogCommand {
     Verify,
     /// Print records from an offset (default: the last 10), optionally waiting for new ones.
     Tail(TailArgs),
+}
+
+/// `meshflow append`
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// JSON Lines file of steps; `-` or nothing reads stdin.
+    pub file: Option<PathBuf>,
+    /// `sync`: each batch is durable before the next is read; `buffered`: one sync at the end.
+    #[arg(long, default_value = "sync", value_parser = ["sync", "buffered"])]
+    pub durability: String,
+    /// Lines per atomic batch (default 1000; 1 with `--ack`).
+    #[arg(long)]
+    pub batch_lines: Option<usize>,
+    /// Print `{"line","offset","run_id","step_index"}` for each step once it is durable.
+    #[arg(long)]
+    pub ack: bool,
+}
+
+/// `meshflow replay`
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The run.
+    pub run_id: String,
+    /// Compare with this run instead (node by node).
+    #[arg(long, value_name = "RUN_B")]
+    pub diff: Option<String>,
+}
+
+/// `meshflow trace`
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The run.
+    pub run_id: String,
+    /// Also write `{run_id, summary, chain_valid, steps}` as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
+}
+
+/// `meshflow audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Export one run (or all the tenant's runs) as verifiable JSON envelopes, or CSV for
+    /// spreadsheets (CSV cannot be verified).
+    Export(ExportArgs),
+    /// Verify run chains in the log (`--run-id`, `--all`) or an export file offline (`--file`).
+    Verify(VerifyArgs),
+    /// Verify one run's chain and print the reference's lines.
+    VerifyChain(VerifyChainArgs),
+}
+
+/// `meshflow audit export`
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run (default: every run of the tenant).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// `json` (envelopes) or `csv` (15 columns, CRLF).
+    #[arg(long, default_value = "json", value_parser = ["json", "csv"])]
+    pub format: String,
+    /// Write to this file (created new; refused if it exists) instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `meshflow audit verify`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Verify this run's chain in the log.
+    #[arg(long, conflicts_with_all = ["all", "file"])]
+    pub run_id: Option<String>,
+    /// Verify the whole log (frames, global chain, erased slots) and every run of the tenant.
+    #[arg(long, conflicts_with = "file")]
+    pub all: bool,
+    /// Verify an export file offline (`-` for stdin), with no access to the log.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+}
+
+/// `meshflow audit verify-chain`
+#[derive(Debug, Args)]
+pub struct VerifyChainArgs {
+    /// The run.
+    #[arg(long)]
+    pub run_id: String,
 }
 
 /// `meshflow log tail`

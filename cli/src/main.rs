@@ -12,11 +12,19 @@ use std::process::ExitCode;
 use clap::Parser;
 use meshflow_engine::Error;
 
-use args::{Cli, Command, LogCommand};
+use args::{AuditCommand, Cli, Command, LogCommand};
+use meshflow_engine::ledger::LedgerError;
 
 /// Exit status for each error kind.
 fn exit_code(error: &anyhow::Error) -> u8 {
-    match error.downcast_ref::<Error>() {
+    let engine = match error.downcast_ref::<LedgerError>() {
+        Some(LedgerError::NotFound { .. } | LedgerError::Conflict { .. }) => return 1,
+        Some(LedgerError::Invalid { .. }) => return 2,
+        Some(LedgerError::Log(e)) => Some(e),
+        Some(_) => return 4,
+        None => error.downcast_ref::<Error>(),
+    };
+    match engine {
         Some(Error::NotFound { .. } | Error::Verify(_) | Error::Rejected { .. }) => 1,
         Some(Error::Locked { .. }) => 1,
         Some(Error::InvalidInput { .. } | Error::LimitExceeded { .. }) => 2,
@@ -42,6 +50,15 @@ fn main() -> ExitCode {
             LogCommand::Stats => commands::log::stats(&cli),
             LogCommand::Verify => commands::log::verify(&cli),
             LogCommand::Tail(tail) => commands::log::tail(&cli, tail),
+        },
+        Command::Append(a) => commands::ledger::append(&cli, a),
+        Command::Runs => commands::ledger::runs(&cli),
+        Command::Replay(r) => commands::ledger::replay(&cli, r),
+        Command::Trace(t) => commands::ledger::trace(&cli, t),
+        Command::Audit { command } => match command {
+            AuditCommand::Export(e) => commands::audit::export(&cli, e),
+            AuditCommand::Verify(v) => commands::audit::verify(&cli, v),
+            AuditCommand::VerifyChain(v) => commands::audit::verify_chain(&cli, v),
         },
         Command::Demo(demo) => commands::demo::run(&cli, demo),
         Command::Bench(bench) => commands::bench::run(bench),

@@ -1,5 +1,7 @@
 //! One module per command group.
 
+pub mod audit;
 pub mod bench;
 pub mod demo;
+pub mod ledger;
 pub mod log;

@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod export;
 pub mod legacy_v1;
+pub mod offline;
 pub mod query;
 pub mod record;
 pub mod request;
@@ -326,14 +327,16 @@ impl Ledger {
                 let key = admission::run_key(self.tenant.as_bytes(), request.run_id.as_bytes());
                 match state.runs.get(&key) {
                     Some(head) if head.count > 0 && head.head == wanted => Some(head.count),
-                    Some(head) => return Err(LedgerError::Conflict {
-                        reason: format!(
+                    Some(head) => {
+                        return Err(LedgerError::Conflict {
+                            reason: format!(
                             "prev_hash does not match the head of run '{}' ({} step(s), head {})",
                             request.run_id,
                             head.count,
                             export::short_hex(&head.head)
                         ),
-                    }),
+                        })
+                    }
                     None => {
                         return Err(LedgerError::Conflict {
                             reason: format!(

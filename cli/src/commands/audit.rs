@@ -1,0 +1,241 @@
+//! `meshflow audit export | verify | verify-chain`.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use meshflow_engine::ledger::export::report_json;
+use meshflow_engine::ledger::offline::{verify_export, EnvelopeReport};
+use meshflow_engine::ledger::{ChainReport, Ledger};
+use serde_json::json;
+
+use super::ledger::open_read;
+use crate::args::{Cli, ExportArgs, UsageError, VerifyArgs, VerifyChainArgs};
+
+/// Writes through `write` into a temporary file beside `path`, fsyncs it and links it into
+/// place only if `path` does not exist: the output appears whole or not at all, and an
+/// existing file is never overwritten.
+fn write_file_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    if path.exists() {
+        anyhow::bail!(
+            "{} already exists (an existing file is never overwritten)",
+            path.display()
+        );
+    }
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map_or("export".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
+    let result = (|| -> Result<()> {
+        let file = crate::output::create_new(&tmp)?;
+        let mut out = std::io::BufWriter::new(file);
+        write(&mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+        std::fs::hard_link(&tmp, path).with_context(|| {
+            format!(
+                "creating {} (an existing file is never overwritten)",
+                path.display()
+            )
+        })?;
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+/// `meshflow audit export`
+pub fn export(cli: &Cli, args: &ExportArgs) -> Result<u8> {
+    let ledger = open_read(cli)?;
+    let csv = args.format == "csv";
+    let run = args.run_id.as_deref();
+    let write = |out: &mut dyn Write| -> Result<()> {
+        match (csv, run) {
+            (true, r) => ledger.export_csv(r, out)?,
+            (false, Some(r)) => ledger.export_run(r, out)?,
+            (false, None) => ledger.export_all(out)?,
+        }
+        Ok(())
+    };
+    match &args.out {
+        Some(path) => {
+            write_file_atomically(path, write)?;
+            if cli.json {
+                println!("{}", json!({"written": path.display().to_string()}));
+            } else {
+                println!("Written to {}", path.display());
+            }
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            write(&mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(0)
+}
+
+fn print_chain(out: &mut dyn Write, report: &ChainReport, json: bool) -> Result<()> {
+    if json {
+        writeln!(out, "{}", report_json(report))?;
+        return Ok(());
+    }
+    if report.valid {
+        writeln!(
+            out,
+            "CHAIN VALID — {} step(s) verified for run '{}'.",
+            report.steps_verified, report.run_id
+        )?;
+    } else {
+        writeln!(
+            out,
+            "CHAIN INVALID — {} error(s) in run '{}':",
+            report.errors.len(),
+            report.run_id
+        )?;
+        for e in &report.errors {
+            writeln!(out, "  {}", e.message)?;
+        }
+    }
+    if report.steps_redacted > 0 {
+        writeln!(
+            out,
+            "  {} step(s) redacted: their erased content is unverifiable; their hashes verify.",
+            report.steps_redacted
+        )?;
+    }
+    Ok(())
+}
+
+/// `meshflow audit verify-chain --run-id ID`
+pub fn verify_chain(cli: &Cli, args: &VerifyChainArgs) -> Result<u8> {
+    let ledger = open_read(cli)?;
+    let report = ledger.verify_chain(&args.run_id)?;
+    print_chain(&mut std::io::stdout().lock(), &report, cli.json)?;
+    Ok(u8::from(!report.valid))
+}
+
+/// `meshflow audit verify --run-id ID | --all | --file EXPORT`
+pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<u8> {
+    if let Some(file) = &args.file {
+        return verify_file(cli, file);
+    }
+    let ledger = open_read(cli)?;
+    if let Some(run) = &args.run_id {
+        let report = ledger.verify_chain(run)?;
+        print_chain(&mut std::io::stdout().lock(), &report, cli.json)?;
+        return Ok(u8::from(!report.valid));
+    }
+    if !args.all {
+        return Err(UsageError("give --run-id ID, --all or --file EXPORT".to_string()).into());
+    }
+    verify_all(cli, &ledger)
+}
+
+fn verify_all(cli: &Cli, ledger: &Ledger) -> Result<u8> {
+    // The whole log first: frames, the global chain, erased slots (exit 3 on damage).
+    let log = ledger.reader().verify()?;
+    let mut out = std::io::stdout().lock();
+    let mut reports = Vec::new();
+    for run in ledger.list_runs()? {
+        reports.push(ledger.verify_chain(&run)?);
+    }
+    let invalid = reports.iter().filter(|r| !r.valid).count();
+    if cli.json {
+        let value = json!({
+            "valid": invalid == 0,
+            "log": {"records": log.record_count, "head_hash": log.head_hash,
+                    "slots_erased": log.slots_erased},
+            "runs": reports.iter().map(report_json).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "LOG VALID — {} record(s), global head {}",
+            log.record_count, log.head_hash
+        )?;
+        for r in &reports {
+            print_chain(&mut out, r, false)?;
+        }
+        writeln!(
+            out,
+            "{} run(s) verified for tenant '{}', {invalid} invalid.",
+            reports.len(),
+            cli.tenant
+        )?;
+    }
+    Ok(u8::from(invalid > 0))
+}
+
+fn verify_file(cli: &Cli, file: &Path) -> Result<u8> {
+    let mut text = String::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the export from stdin")?;
+    } else {
+        std::fs::File::open(file)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .with_context(|| format!("reading {}", file.display()))?;
+    }
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| UsageError(format!("{} is not JSON: {e}", file.display())))?;
+    let reports = verify_export(&value).map_err(UsageError)?;
+    let valid = reports.iter().all(EnvelopeReport::valid);
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        let runs: Vec<_> = reports
+            .iter()
+            .map(|r| {
+                json!({"run_id": r.run_id, "tenant": r.tenant, "valid": r.valid(),
+                       "steps_verified": r.steps_verified, "steps_redacted": r.steps_redacted,
+                       "head_entry_hash": r.head, "errors": r.errors})
+            })
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            json!({"valid": valid, "anchored": false, "runs": runs})
+        )?;
+        return Ok(u8::from(!valid));
+    }
+    for r in &reports {
+        if r.valid() {
+            writeln!(
+                out,
+                "OK run '{}' (tenant '{}'): {} step(s) verified, {} redacted, head {}",
+                r.run_id,
+                r.tenant,
+                r.steps_verified,
+                r.steps_redacted,
+                if r.head.is_empty() { "\"\"" } else { &r.head }
+            )?;
+        } else {
+            writeln!(
+                out,
+                "FAIL run '{}' (tenant '{}'): {} error(s)",
+                r.run_id,
+                r.tenant,
+                r.errors.len()
+            )?;
+            for e in &r.errors {
+                writeln!(out, "  {e}")?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "No trusted checkpoint given: the export is internally consistent, but a consistent \
+         rewrite or a truncation is undetectable without an anchor. Compare the head(s) above \
+         with a head you trust."
+    )?;
+    Ok(u8::from(!valid))
+}

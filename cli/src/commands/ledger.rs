@@ -1,0 +1,383 @@
+//! `meshflow append | runs | replay | trace`: writing steps and reading runs.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+
+use anyhow::{Context, Result};
+use meshflow_engine::ledger::export::{diff_json, report_json, step_json, summary_json};
+use meshflow_engine::ledger::step::slot;
+use meshflow_engine::ledger::{Ledger, LedgerError, Step, StepReceipt, StepRequest};
+use meshflow_engine::log::{Durability, LogOptions};
+use serde_json::{json, Value};
+
+use crate::args::{AppendArgs, Cli, ReplayArgs, TraceArgs};
+
+/// Opens the ledger read-only (a missing log is "No ledger found").
+pub fn open_read(cli: &Cli) -> Result<Ledger> {
+    Ok(Ledger::open_read_only(
+        &cli.db,
+        LogOptions::default(),
+        &cli.tenant,
+    )?)
+}
+
+/// Opens the ledger for writing (creating it), holding the writer lock.
+pub fn open_write(cli: &Cli) -> Result<Ledger> {
+    Ok(Ledger::open(&cli.db, LogOptions::default(), &cli.tenant)?.0)
+}
+
+/// `meshflow append`
+pub fn append(cli: &Cli, args: &AppendArgs) -> Result<u8> {
+    let input: Box<dyn BufRead> = match &args.file {
+        None => Box::new(std::io::stdin().lock()),
+        Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdin().lock()),
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+        )),
+    };
+    let batch_lines = args
+        .batch_lines
+        .unwrap_or(if args.ack { 1 } else { 1000 })
+        .max(1);
+    let durability = if args.durability == "buffered" && !args.ack {
+        Durability::Buffered
+    } else {
+        Durability::Sync
+    };
+    let ledger = open_write(cli)?;
+    let mut out = std::io::stdout().lock();
+    let mut batch: Vec<StepRequest> = Vec::with_capacity(batch_lines);
+    let mut batch_first_line = 1u64;
+    let mut appended = 0u64;
+    let mut first_offset: Option<u64> = None;
+    let mut last_offset: Option<u64> = None;
+    let mut runs = BTreeSet::new();
+    let mut flush = |batch: &mut Vec<StepRequest>, first_line: u64| -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let receipts = ledger
+            .append_batch(std::mem::take(batch), durability)
+            .with_context(|| {
+                format!(
+                    "lines {first_line}..: batch not written ({appended} step(s) appended before it)"
+                )
+            })?;
+        for (i, r) in receipts.iter().enumerate() {
+            if args.ack {
+                let ack = json!({"line": first_line + i as u64, "offset": r.offset,
+                                 "run_id": r.run_id, "step_index": r.step_index});
+                writeln!(out, "{ack}")?;
+            }
+            record(&mut first_offset, &mut last_offset, &mut runs, r);
+        }
+        if args.ack {
+            out.flush()?;
+        }
+        appended += receipts.len() as u64;
+        Ok(())
+    };
+    let mut line_no = 0u64;
+    let mut line = String::new();
+    let mut reader = input;
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .with_context(|| format!("reading line {}", line_no + 1))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let request = StepRequest::from_json(line.trim_end_matches(['\n', '\r']))
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("line {line_no}"))?;
+        if batch.is_empty() {
+            batch_first_line = line_no;
+        }
+        batch.push(request);
+        if batch.len() >= batch_lines {
+            flush(&mut batch, batch_first_line)?;
+        }
+    }
+    flush(&mut batch, batch_first_line)?;
+    if durability == Durability::Buffered {
+        ledger.sync()?;
+    }
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        let value = json!({"appended": appended, "first_offset": first_offset,
+                           "last_offset": last_offset, "runs": runs});
+        writeln!(out, "{value}")?;
+    } else if !args.ack {
+        match (first_offset, last_offset) {
+            (Some(a), Some(b)) => writeln!(
+                out,
+                "appended {appended} step(s) to {} run(s) (offsets {a}..={b})",
+                runs.len()
+            )?,
+            _ => writeln!(out, "appended 0 steps")?,
+        }
+    }
+    Ok(0)
+}
+
+fn record(
+    first: &mut Option<u64>,
+    last: &mut Option<u64>,
+    runs: &mut BTreeSet<String>,
+    r: &StepReceipt,
+) {
+    first.get_or_insert(r.offset);
+    *last = Some(r.offset);
+    runs.insert(r.run_id.clone());
+}
+
+/// `meshflow runs`
+pub fn runs(cli: &Cli) -> Result<u8> {
+    let ledger = open_read(cli)?;
+    let mut out = std::io::stdout().lock();
+    let ids = ledger.list_runs()?;
+    if cli.json {
+        let mut first = true;
+        write!(out, "[")?;
+        for id in &ids {
+            let s = ledger.run_summary(id)?;
+            write!(out, "{}{}", if first { "" } else { "," }, summary_json(&s))?;
+            first = false;
+        }
+        writeln!(out, "]")?;
+        return Ok(0);
+    }
+    if ids.is_empty() {
+        writeln!(out, "No runs for tenant '{}'.", cli.tenant)?;
+        return Ok(0);
+    }
+    writeln!(
+        out,
+        "{:<38} {:>6} {:>12} {:>9} {:>7}  LAST STEP",
+        "RUN", "STEPS", "COST_USD", "TOKENS", "BLOCKED"
+    )?;
+    for id in &ids {
+        let s = ledger.run_summary(id)?;
+        writeln!(
+            out,
+            "{:<38} {:>6} {:>12.6} {:>9} {:>7}  {}",
+            id,
+            s.steps,
+            s.total_cost_usd,
+            s.total_tokens,
+            s.blocked_steps,
+            s.end.as_deref().unwrap_or("-")
+        )?;
+    }
+    Ok(0)
+}
+
+fn preview(text: &str, chars: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() > chars {
+        format!("{}…", flat.chars().take(chars).collect::<String>())
+    } else {
+        flat
+    }
+}
+
+fn status(steps: &[Step]) -> &'static str {
+    if steps.iter().any(|s| s.stored.fields.blocked) {
+        "FAILED"
+    } else if steps
+        .last()
+        .is_some_and(|s| s.stored.fields.verdict == "escalate")
+    {
+        "PAUSED"
+    } else {
+        "COMPLETED"
+    }
+}
+
+/// `meshflow replay RUN [--diff RUN_B]`
+pub fn replay(cli: &Cli, args: &ReplayArgs) -> Result<u8> {
+    let ledger = open_read(cli)?;
+    let mut out = std::io::stdout().lock();
+    if let Some(b) = &args.diff {
+        let d = ledger.diff(&args.run_id, b)?;
+        if cli.json {
+            writeln!(out, "{}", diff_json(&d))?;
+            return Ok(0);
+        }
+        let short = |s: &str| s.chars().take(24).collect::<String>();
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "—".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        writeln!(
+            out,
+            "Diff {}  ↔  {}",
+            short(&d.run_id_a),
+            short(&d.run_id_b)
+        )?;
+        writeln!(out, "Only in A : {}", list(&d.only_in_a))?;
+        writeln!(out, "Only in B : {}", list(&d.only_in_b))?;
+        writeln!(out, "Common    : {} node(s)", d.common.len())?;
+        writeln!(out, "Changed   : {} node(s)", d.changed.len())?;
+        for c in &d.changed {
+            writeln!(
+                out,
+                "  • {}: verdict {} → {}",
+                c.node_id, c.verdict_a, c.verdict_b
+            )?;
+        }
+        writeln!(out, "Cost Δ    : {:+.6} USD", d.cost_delta_usd)?;
+        writeln!(out, "Token Δ   : {:+}", d.token_delta)?;
+        return Ok(0);
+    }
+    if cli.json {
+        write!(out, "[")?;
+        let mut first = true;
+        ledger.for_each_step(&args.run_id, 0, |step| {
+            write!(out, "{}{}", if first { "" } else { "," }, step_json(&step))
+                .map_err(|e| LedgerError::Log(meshflow_engine::Error::io("writing", e)))?;
+            first = false;
+            Ok(())
+        })?;
+        writeln!(out, "]")?;
+        return Ok(0);
+    }
+    let steps = ledger.get_run(&args.run_id)?;
+    let s = ledger.run_summary(&args.run_id)?;
+    let duration: f64 = steps.iter().map(|s| s.stored.fields.duration_ms).sum();
+    writeln!(out, "Run {} (tenant {})", args.run_id, cli.tenant)?;
+    writeln!(
+        out,
+        "Status: {}   Steps: {}   Cost: ${:.6}   Tokens: {}   Duration: {:.1} ms",
+        status(&steps),
+        s.steps,
+        s.total_cost_usd,
+        s.total_tokens,
+        duration
+    )?;
+    for step in &steps {
+        let f = &step.stored.fields;
+        writeln!(
+            out,
+            "  {:>3}  {:<20} {:<8} {:<9} ${:<10.6} {:>7} tok{}",
+            step.step_index,
+            f.node_id,
+            f.node_kind,
+            f.verdict,
+            f.cost_usd,
+            f.tokens_used,
+            if f.blocked { "  BLOCKED" } else { "" }
+        )?;
+        if f.blocked {
+            writeln!(
+                out,
+                "       reason: {}",
+                preview(step.text(slot::BLOCK_REASON), 100)
+            )?;
+        }
+        writeln!(
+            out,
+            "       output: {}",
+            preview(step.text(slot::OUTPUT_CONTENT), 100)
+        )?;
+    }
+    Ok(0)
+}
+
+/// `meshflow trace RUN [--export FILE]`
+pub fn trace(cli: &Cli, args: &TraceArgs) -> Result<u8> {
+    let ledger = open_read(cli)?;
+    let steps = ledger.get_run(&args.run_id)?;
+    let summary = ledger.run_summary(&args.run_id)?;
+    let report = ledger.verify_chain(&args.run_id)?;
+    let document = || -> Value {
+        json!({
+            "run_id": args.run_id,
+            "summary": summary_json(&summary),
+            "chain_valid": report.valid,
+            "chain": report_json(&report),
+            "steps": steps.iter().map(step_json).collect::<Vec<_>>(),
+        })
+    };
+    if let Some(path) = &args.export {
+        let text = serde_json::to_string_pretty(&document())?;
+        crate::output::write_new_file(path, text.as_bytes())?;
+    }
+    let code = u8::from(!report.valid);
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(out, "{}", document())?;
+        return Ok(code);
+    }
+    let chain = if report.valid { "VALID" } else { "INVALID" };
+    writeln!(
+        out,
+        "Run {}   Steps: {}   Cost: ${:.6}   Tokens: {}   Chain: {chain}",
+        args.run_id, summary.steps, summary.total_cost_usd, summary.total_tokens
+    )?;
+    writeln!(
+        out,
+        "{:>4}  {:<20} {:<8} {:<9} {:>6} {:>8} {:>10} {:>9}  STATUS",
+        "#", "NODE", "KIND", "VERDICT", "UNCERT", "TOKENS", "COST", "MS"
+    )?;
+    for step in &steps {
+        let f = &step.stored.fields;
+        let status = if f.blocked {
+            "BLOCKED"
+        } else if f.verdict == "escalate" {
+            "PAUSED"
+        } else {
+            "ok"
+        };
+        writeln!(
+            out,
+            "{:>4}  {:<20} {:<8} {:<9} {:>6.2} {:>8} {:>10.6} {:>9.1}  {status}",
+            step.step_index,
+            f.node_id,
+            f.node_kind,
+            f.verdict,
+            f.uncertainty,
+            f.tokens_used,
+            f.cost_usd,
+            f.duration_ms
+        )?;
+        if f.blocked {
+            writeln!(
+                out,
+                "      reason: {}",
+                preview(step.text(slot::BLOCK_REASON), 100)
+            )?;
+        }
+        writeln!(
+            out,
+            "      output: {}",
+            preview(step.text(slot::OUTPUT_CONTENT), 100)
+        )?;
+    }
+    for e in &report.errors {
+        writeln!(out, "  {}", e.message)?;
+    }
+    writeln!(out, "CHAIN {chain}")?;
+    if report.steps_redacted > 0 {
+        writeln!(
+            out,
+            "({} step(s) redacted: their erased content is unverifiable)",
+            report.steps_redacted
+        )?;
+    }
+    if let Some(path) = &args.export {
+        writeln!(out, "Written to {}", path.display())?;
+    }
+    Ok(code)
+}

@@ -1,0 +1,359 @@
+//! Black-box tests of the `meshflow` ledger commands (`append`, `runs`, `replay`, `trace`,
+//! `audit export|verify|verify-chain`): the reference's acceptance cases A4–A10, A17–A22 and
+//! A40 through the CLI, with SPEC.md §11's departures, and offline verification of exports.
+//!
+//! This file belongs to the `meshflow-cli` package (see `cli/Cargo.toml`, `[[test]]`).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+fn meshflow(args: &[&str]) -> (i32, String, String) {
+    meshflow_suite::run_binary(env!("CARGO_BIN_EXE_meshflow"), args)
+}
+
+fn at(db: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["--db", db.to_str().unwrap()];
+    all.extend_from_slice(args);
+    meshflow(&all)
+}
+
+fn step_line(run: &str, n: u64, node: &str, cost: f64, output: &str) -> String {
+    serde_json::json!({
+        "run_id": run, "step_id": format!("{run}-s{n}"), "node_id": node, "node_kind": "llm",
+        "input_task": format!("task {n}"), "output_content": output, "verdict": "commit",
+        "blocked": false, "uncertainty": 0.1, "cost_usd": cost, "tokens_used": 100,
+        "carbon_gco2": 0.001, "duration_ms": 12.5,
+        "timestamp": format!("2026-06-01T12:00:0{n}+00:00"),
+        "metadata": {"tool_calls": n}
+    })
+    .to_string()
+}
+
+/// Appends lines from a file through `meshflow append`; returns (code, stdout, stderr).
+fn append(db: &Path, lines: &[String], extra: &[&str]) -> (i32, String, String) {
+    let file = db.with_extension(format!("{}.jsonl", lines.len()));
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let mut args = vec!["append", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    at(db, &args)
+}
+
+/// Run A: plan, analyze, report at 0.01 each.
+fn run_a(db: &Path) {
+    let lines: Vec<String> = ["plan", "analyze", "report"]
+        .iter()
+        .enumerate()
+        .map(|(n, node)| step_line("A", n as u64, node, 0.01, &format!("output of {node}")))
+        .collect();
+    let (code, out, err) = append(db, &lines, &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["appended"], 3);
+    assert_eq!(v["runs"], serde_json::json!(["A"]));
+}
+
+#[test]
+fn a4_a40_verify_chain_valid_unknown_and_missing_db() {
+    // Proves A4/A40 and A5 (SPEC §11): valid chain line and exit 0; unknown run exit 1;
+    // a missing db is "No ledger found" with exit 1 and is not created.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let (code, _, err) = at(&db, &["audit", "verify-chain", "--run-id", "A"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("No ledger found at '{}'.", db.display())),
+        "{err}"
+    );
+    assert!(!db.exists(), "read commands never create a log");
+    run_a(&db);
+    let (code, out, _) = at(&db, &["audit", "verify-chain", "--run-id", "A"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "CHAIN VALID — 3 step(s) verified for run 'A'.");
+    let (code, out, _) = at(&db, &["audit", "verify-chain", "--run-id", "A", "--json"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["steps_verified"], 3);
+    assert_eq!(v["steps_redacted"], 0);
+    assert_eq!(v["errors"], serde_json::json!([]));
+    let (code, _, err) = at(&db, &["audit", "verify-chain", "--run-id", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("run 'nope' not found"), "{err}");
+    let (code, _, err) = at(
+        &db,
+        &["audit", "verify-chain", "--run-id", "nope", "--json"],
+    );
+    assert_eq!(code, 1);
+    let e: Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(e["error"]["kind"], "not_found");
+}
+
+#[test]
+fn a9_a10_duplicates_and_wrong_prev_hash_are_conflicts_that_write_nothing() {
+    // Proves A9 and A10 through `append`: an identical retry returns the original receipt,
+    // different content under the same step_id and a wrong prev_hash exit 1 and write nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    run_a(&db);
+    let retry = step_line("A", 1, "analyze", 0.01, "output of analyze");
+    let (code, out, err) = append(&db, &[retry], &["--ack"]);
+    assert_eq!(code, 0, "{err}");
+    let ack: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(ack["offset"], 1);
+    assert_eq!(ack["step_index"], 1);
+    let changed = step_line("A", 1, "analyze", 0.01, "rewritten history");
+    let (code, _, err) = append(&db, &[changed], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("already exists with a different output_content"),
+        "{err}"
+    );
+    let mut wrong: Value = serde_json::from_str(&step_line("A", 3, "x", 0.0, "o")).unwrap();
+    wrong["prev_hash"] = Value::String("ab".repeat(32));
+    let (code, _, err) = append(&db, &[wrong.to_string()], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("conflict"), "{err}");
+    let (_, out, _) = at(&db, &["log", "stats", "--json"]);
+    let stats: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(stats["records"], 3, "nothing written");
+}
+
+#[test]
+fn a_bad_line_names_its_line_and_writes_nothing_of_its_batch() {
+    // Proves `append` reports a bad line by number (exit 2) and its batch is not written, while
+    // earlier batches are.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut lines: Vec<String> = (0..4).map(|n| step_line("B", n, "n", 0.01, "o")).collect();
+    lines[3] = lines[3].replace("\"cost_usd\":0.01", "\"cost_usd\":-1");
+    let (code, _, err) = append(&db, &lines, &["--batch-lines", "2"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 4"), "{err}");
+    assert!(err.contains("cost_usd: must not be negative"), "{err}");
+    let (_, out, _) = at(&db, &["replay", "B", "--json"]);
+    let steps: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(steps.as_array().unwrap().len(), 2, "the first batch only");
+}
+
+#[test]
+fn a17_to_a20_and_a22_replay_runs_and_diff_shapes() {
+    // Proves replay --json is the array of steps (A22, blocked boolean, outputs shown: W16),
+    // runs --json gives reference summaries (A20), diff as A18, unknown runs exit 1 (A19).
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    run_a(&db);
+    let mut b: Vec<String> = ["plan", "analyze", "report", "extra_node"]
+        .iter()
+        .enumerate()
+        .map(|(n, node)| step_line("B", n as u64, node, 0.02, &format!("output of {node}")))
+        .collect();
+    b[1] = b[1].replace("output of analyze", "changed analysis");
+    assert_eq!(append(&db, &b, &[]).0, 0);
+
+    let (code, out, _) = at(&db, &["replay", "A", "--json"]);
+    assert_eq!(code, 0);
+    let steps: Value = serde_json::from_str(out.trim()).unwrap();
+    let steps = steps.as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    for key in [
+        "run_id",
+        "step_id",
+        "node_id",
+        "node_kind",
+        "input_task",
+        "output_content",
+        "verdict",
+        "blocked",
+        "block_reason",
+        "uncertainty",
+        "cost_usd",
+        "tokens_used",
+        "carbon_gco2",
+        "duration_ms",
+        "timestamp",
+        "prev_hash",
+        "entry_hash",
+        "tenant_id",
+        "metadata",
+    ] {
+        assert!(steps[0].get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(steps[0]["blocked"], false);
+    assert_eq!(steps[0]["prev_hash"], "");
+    assert_eq!(steps[1]["prev_hash"], steps[0]["entry_hash"]);
+    assert_eq!(steps[2]["metadata"]["tool_calls"], 2);
+    let (_, human, _) = at(&db, &["replay", "A"]);
+    assert!(human.contains("output: output of report"), "{human}");
+
+    let (_, out, _) = at(&db, &["runs", "--json"]);
+    let runs: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(runs[0]["run_id"], "B", "newest first");
+    let a = &runs[1];
+    assert_eq!(a["steps"], 3);
+    assert_eq!(a["nodes"], serde_json::json!(["plan", "analyze", "report"]));
+    assert_eq!(a["total_cost_usd"], 0.03);
+    assert_eq!(a["total_tokens"], 300);
+    assert_eq!(a["total_carbon_gco2"], 0.003);
+    assert_eq!(a["blocked_steps"], 0);
+    assert_eq!(a["timestamps"]["start"], "2026-06-01T12:00:00+00:00");
+    assert_eq!(a["timestamps"]["end"], "2026-06-01T12:00:02+00:00");
+
+    let (code, out, _) = at(&db, &["replay", "A", "--diff", "B", "--json"]);
+    assert_eq!(code, 0);
+    let d: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(d["only_in_b"], serde_json::json!(["extra_node"]));
+    assert_eq!(
+        d["common"],
+        serde_json::json!(["analyze", "plan", "report"])
+    );
+    assert_eq!(d["changed"][0]["node_id"], "analyze");
+    assert!(d["cost_delta_usd"].as_f64().unwrap() > 0.0);
+    assert!(d["token_delta"].as_i64().unwrap() > 0);
+    let (_, out, _) = at(&db, &["replay", "A", "--diff", "B"]);
+    assert!(out.contains("Only in B : extra_node"), "{out}");
+    assert!(out.contains("Cost Δ    : +0.050000 USD"), "{out}");
+
+    for args in [
+        &["replay", "nope"][..],
+        &["replay", "A", "--diff", "nope"],
+        &["trace", "nope"],
+        &["audit", "export", "--run-id", "nope"],
+        &["audit", "export", "--run-id", "nope", "--format", "csv"],
+    ] {
+        let (code, out, err) = at(&db, args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?} printed {out}");
+        assert!(err.contains("run 'nope' not found"), "{err}");
+    }
+}
+
+#[test]
+fn a21_csv_export_has_the_reference_header_and_crlf() {
+    // Proves A21 and W16: 15-column header, CRLF rows, also for all runs.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    run_a(&db);
+    let (code, out, _) = at(
+        &db,
+        &["audit", "export", "--run-id", "A", "--format", "csv"],
+    );
+    assert_eq!(code, 0);
+    let rows: Vec<&str> = out.split("\r\n").collect();
+    assert_eq!(
+        rows[0],
+        "run_id,step_id,node_id,node_kind,verdict,blocked,block_reason,uncertainty,cost_usd,\
+         tokens_used,carbon_gco2,duration_ms,timestamp,entry_hash,prev_hash"
+    );
+    assert_eq!(rows.len(), 5);
+    assert!(rows[1].starts_with("A,A-s0,plan,llm,commit,0,,0.1,0.01,100,0.001,12.5,"));
+    let (code, all, _) = at(&db, &["audit", "export", "--format", "csv"]);
+    assert_eq!(code, 0);
+    assert_eq!(all, out, "one run: the all-runs CSV is the same");
+}
+
+#[test]
+fn trace_reports_chain_status_and_exports() {
+    // Proves trace prints CHAIN VALID (exit 0), and --json/--export carry chain_valid (W16).
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    run_a(&db);
+    let (code, out, _) = at(&db, &["trace", "A"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Chain: VALID"), "{out}");
+    assert!(out.trim_end().ends_with("CHAIN VALID"), "{out}");
+    let file = dir.path().join("trace.json");
+    let (code, _, _) = at(&db, &["trace", "A", "--export", file.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(v["chain_valid"], true);
+    assert_eq!(v["summary"]["steps"], 3);
+    assert_eq!(v["steps"].as_array().unwrap().len(), 3);
+}
+
+/// Exports run A to a file and returns the parsed envelope.
+fn export_a(db: &Path, file: &Path) -> Value {
+    let (code, _, err) = at(
+        db,
+        &[
+            "audit",
+            "export",
+            "--run-id",
+            "A",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
+}
+
+fn verify_file(db: &Path, envelope: &Value, dir: &Path, name: &str) -> (i32, String) {
+    let file = dir.join(name);
+    std::fs::write(&file, envelope.to_string()).unwrap();
+    let (code, out, err) = at(db, &["audit", "verify", "--file", file.to_str().unwrap()]);
+    (code, out + &err)
+}
+
+#[test]
+fn exports_verify_offline_and_edits_removals_and_reorders_fail() {
+    // Proves an export envelope verifies with no log, and that an edited field, a removed
+    // step and swapped steps each fail, naming the step; `--out` never overwrites.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    run_a(&db);
+    let file = dir.path().join("a.json");
+    let env = export_a(&db, &file);
+    assert_eq!(env["format"], "meshflow-run-export/1");
+    assert_eq!(env["step_count"], 3);
+    assert_eq!(env["head_entry_hash"], env["steps"][2]["entry_hash"]);
+    let (code, out, err) = at(
+        &db,
+        &[
+            "audit",
+            "export",
+            "--run-id",
+            "A",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("already exists"), "{err}");
+
+    let elsewhere = dir.path().join("no-log-here");
+    let (code, out) = verify_file(&elsewhere, &env, dir.path(), "ok.json");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("OK run 'A' (tenant 'default'): 3 step(s) verified"),
+        "{out}"
+    );
+    assert!(out.contains("undetectable without an anchor"), "{out}");
+
+    let mut edited = env.clone();
+    edited["steps"][1]["output_content"] = Value::String("forged".to_string());
+    let (code, out) = verify_file(&elsewhere, &edited, dir.path(), "edited.json");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("step 1 (A-s1): entry_hash mismatch"), "{out}");
+
+    let mut cost = env.clone();
+    cost["steps"][2]["cost_usd"] = serde_json::json!(0.0);
+    let (code, out) = verify_file(&elsewhere, &cost, dir.path(), "cost.json");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("step 2 (A-s2)"), "{out}");
+
+    let mut removed = env.clone();
+    removed["steps"].as_array_mut().unwrap().remove(1);
+    removed["step_count"] = serde_json::json!(2);
+    let (code, out) = verify_file(&elsewhere, &removed, dir.path(), "removed.json");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("step 1 (A-s2)"), "{out}");
+
+    let mut swapped = env.clone();
+    swapped["steps"].as_array_mut().unwrap().swap(0, 1);
+    let (code, out) = verify_file(&elsewhere, &swapped, dir.path(), "swapped.json");
+    assert_eq!(code, 1, "{out}");
+
+    let (code, out) = verify_file(&elsewhere, &serde_json::json!([1]), dir.path(), "junk.json");
+    assert_eq!(code, 2, "{out}");
+}
