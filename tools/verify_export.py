@@ -735,6 +735,8 @@ def final_note(result, anchored):
             "undetectable; compare the head(s) checked with one obtained another way")
     if heads:
         note += ": " + "; ".join(heads)
+    else:
+        note += " (no run verified, so no head to compare)"
     return note
 
 

@@ -202,11 +202,11 @@ pub struct DemoArgs {
 /// `meshflow bench`
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Which layer to measure (`log`; `ledger` arrives with the ledger).
-    #[arg(long, default_value = "log")]
+    /// Which layer to measure: `ledger` (steps with both chains) or `log` (bare records).
+    #[arg(long, default_value = "ledger", value_parser = ["ledger", "log"])]
     pub layer: String,
-    /// Phases to run, comma-separated: A, B, B64 (or B<W>), C, E.
-    #[arg(long, default_value = "A,B,B64,C,E")]
+    /// Phases to run, comma-separated: A, B, B64 (or B<W>), C, D (ledger only), E.
+    #[arg(long, default_value = "A,B,B64,C,D,E")]
     pub phases: String,
     /// Runs (R).
     #[arg(long, default_value_t = 1000)]

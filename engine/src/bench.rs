@@ -238,3 +238,188 @@ pub fn rss_peak_mib() -> Option<f64> {
 pub fn reset_rss_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
+
+/// The same phases through the ledger (`meshflow bench --layer ledger`): steps with both
+/// chains, plus phase D (reading whole runs).
+pub mod ledger {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use super::{PhaseResult, PIPELINE_DEPTH, SYNC_EVERY_RECORDS};
+    use crate::ledger::{Ledger, LedgerError};
+    use crate::log::{Durability, LogOptions};
+    use crate::workload::Workload;
+
+    const TENANT: &str = "default";
+
+    fn open(dir: &Path) -> Result<Ledger, LedgerError> {
+        Ok(Ledger::open(dir, LogOptions::default(), TENANT)?.0)
+    }
+
+    /// Phase A: one pipelined ledger appender, a `Sync` step every 1,000 (latencies of those).
+    pub fn phase_a(dir: &Path, workload: &Workload) -> Result<PhaseResult, LedgerError> {
+        let ledger = open(dir)?;
+        let count = workload.record_count();
+        let mut latencies = Vec::new();
+        let mut sync_started = std::collections::VecDeque::new();
+        let started = Instant::now();
+        {
+            let mut appender = ledger.appender()?;
+            let mut collected = 0u64;
+            let mut collect = |offset: u64, sync_started: &mut std::collections::VecDeque<(u64, Instant)>| {
+                collected += 1;
+                if let Some((n, t)) = sync_started.front() {
+                    if offset == *n {
+                        latencies.push(t.elapsed());
+                        sync_started.pop_front();
+                    }
+                }
+            };
+            for i in 0..count {
+                let durable = (i + 1) % SYNC_EVERY_RECORDS == 0 || i + 1 == count;
+                let durability = if durable {
+                    Durability::Sync
+                } else {
+                    Durability::Buffered
+                };
+                if durable {
+                    sync_started.push_back((i, Instant::now()));
+                }
+                appender.submit(&workload.step_request(i), durability)?;
+                while let Some(r) = appender.try_next_receipt() {
+                    collect(r?.offset, &mut sync_started);
+                }
+                while appender.outstanding() > PIPELINE_DEPTH {
+                    collect(appender.next_receipt()?.offset, &mut sync_started);
+                }
+            }
+            while appender.outstanding() > 0 {
+                collect(appender.next_receipt()?.offset, &mut sync_started);
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        drop(ledger);
+        Ok(PhaseResult {
+            phase: "A".to_string(),
+            records: count,
+            secs,
+            unit: "records/s",
+            latencies,
+        })
+    }
+
+    /// Phases B and `B<W>`: `writers` threads, each step durable on return.
+    pub fn phase_b(
+        dir: &Path,
+        workload: &Workload,
+        writers: u64,
+        records: u64,
+    ) -> Result<PhaseResult, LedgerError> {
+        let ledger = open(dir)?;
+        let writers = writers.max(1);
+        let per_writer = records / writers;
+        let started = Instant::now();
+        let latencies = std::thread::scope(|scope| -> Result<Vec<Duration>, LedgerError> {
+            let handles: Vec<_> = (0..writers)
+                .map(|w| {
+                    let ledger = &ledger;
+                    scope.spawn(move || -> Result<Vec<Duration>, LedgerError> {
+                        let mut lat = Vec::with_capacity(usize::try_from(per_writer).unwrap_or(0));
+                        for i in 0..per_writer {
+                            let request = workload.step_request(i * writers + w);
+                            let t = Instant::now();
+                            ledger.append(request, Durability::Sync)?;
+                            lat.push(t.elapsed());
+                        }
+                        Ok(lat)
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for h in handles {
+                all.extend(h.join().map_err(|_| LedgerError::Log(crate::Error::Closed))??);
+            }
+            Ok(all)
+        })?;
+        let secs = started.elapsed().as_secs_f64();
+        Ok(PhaseResult {
+            phase: if writers == 1 { "B".to_string() } else { format!("B{writers}") },
+            records: per_writer * writers,
+            secs,
+            unit: "records/s",
+            latencies,
+        })
+    }
+
+    /// Phase C: verify the log (frames, global chain, slots), then rebuild every run's chain
+    /// from the records.
+    pub fn phase_c(dir: &Path) -> Result<PhaseResult, LedgerError> {
+        let started = Instant::now();
+        let ledger = Ledger::open_read_only(dir, LogOptions::default(), TENANT)?;
+        let report = ledger.reader().verify()?;
+        ledger.list_runs()?;
+        let secs = started.elapsed().as_secs_f64();
+        Ok(PhaseResult {
+            phase: "C".to_string(),
+            records: report.record_count,
+            secs,
+            unit: "records/s",
+            latencies: Vec::new(),
+        })
+    }
+
+    /// Phase D: every step of 1,000 runs picked at random (a fixed seed), runs/s; latencies
+    /// are per run. The runs view is built before the clock starts.
+    pub fn phase_d(dir: &Path, workload: &Workload) -> Result<PhaseResult, LedgerError> {
+        let ledger = Ledger::open_read_only(dir, LogOptions::default(), TENANT)?;
+        ledger.list_runs()?;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let picks: Vec<String> = (0..1000)
+            .map(|_| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                format!("run-{:08}", (state >> 33) % workload.runs.max(1))
+            })
+            .collect();
+        let mut latencies = Vec::with_capacity(picks.len());
+        let mut steps = 0u64;
+        let started = Instant::now();
+        for run in &picks {
+            let t = Instant::now();
+            steps += ledger.get_run(run)?.len() as u64;
+            latencies.push(t.elapsed());
+        }
+        let secs = started.elapsed().as_secs_f64();
+        debug_assert_eq!(steps, 1000 * workload.steps);
+        Ok(PhaseResult {
+            phase: "D".to_string(),
+            records: picks.len() as u64,
+            secs,
+            unit: "runs/s",
+            latencies,
+        })
+    }
+
+    /// Phase E: reopen the ledger for writing until ready to append (the runs view is rebuilt
+    /// from the log); the median of `tries`.
+    pub fn phase_e(dir: &Path, tries: u32) -> Result<PhaseResult, LedgerError> {
+        let mut latencies = Vec::new();
+        let mut records = 0;
+        for _ in 0..tries.max(1) {
+            let started = Instant::now();
+            let (ledger, report) = Ledger::open(dir, LogOptions::default(), TENANT)?;
+            latencies.push(started.elapsed());
+            records = report.next_offset;
+            drop(ledger);
+        }
+        let mut sorted = latencies.clone();
+        sorted.sort_unstable();
+        let secs = sorted.get(sorted.len() / 2).map_or(0.0, Duration::as_secs_f64);
+        Ok(PhaseResult {
+            phase: "E".to_string(),
+            records,
+            secs,
+            unit: "reopens/s",
+            latencies,
+        })
+    }
+}

@@ -69,6 +69,33 @@ impl Workload {
     }
 }
 
+impl Workload {
+    /// The `i`-th step in append order as the ledger takes it: run `run-{r:08}`, step id
+    /// `run-{r:08}-step-{s:06}`, input and output of P bytes, fixed scalar fields.
+    pub fn step_request(&self, i: u64) -> crate::ledger::StepRequest {
+        let run = i % self.runs.max(1);
+        let step = i / self.runs.max(1);
+        let run_id = format!("run-{run:08}");
+        let p = usize::try_from(self.payload_bytes).unwrap_or(0);
+        crate::ledger::StepRequest {
+            step_id: Some(format!("{run_id}-step-{step:06}")),
+            run_id,
+            node_id: "node-llm".to_string(),
+            node_kind: "llm".to_string(),
+            input_task: String::from_utf8_lossy(&filler(b'i', i, p)).into_owned(),
+            output_content: String::from_utf8_lossy(&filler(b'o', i, p)).into_owned(),
+            verdict: "commit".to_string(),
+            uncertainty: 0.1,
+            cost_usd: 0.0021,
+            tokens_used: 1234,
+            carbon_gco2: 0.5,
+            duration_ms: 120.0,
+            timestamp: Some("2026-06-01T12:00:00.123456+00:00".to_string()),
+            ..crate::ledger::StepRequest::default()
+        }
+    }
+}
+
 fn filler(tag: u8, i: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     let seed = format!("{}{i:016x}", char::from(tag));

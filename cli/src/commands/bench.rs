@@ -1,5 +1,5 @@
-//! `meshflow bench`: the canonical workload of SPEC.md §9 on the log layer. Prints exactly one
-//! JSON object per phase on stdout.
+//! `meshflow bench`: the canonical workload of SPEC.md §9 through the ledger (default) or on the
+//! bare log. Prints exactly one JSON object per phase on stdout.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ enum Phase {
     B,
     BW(u64),
     C,
+    D,
     E,
 }
 
@@ -27,13 +28,11 @@ fn parse_phases(text: &str, writers: Option<u64>) -> Result<Vec<Phase>> {
             "B" => Phase::B,
             "C" => Phase::C,
             "E" => Phase::E,
-            "D" => bail!(UsageError(
-                "phase D needs --layer ledger, which arrives with the ledger".to_string()
-            )),
+            "D" => Phase::D,
             other => match other.strip_prefix('B').map(str::parse::<u64>) {
                 Some(Ok(w)) if w > 0 => Phase::BW(writers.unwrap_or(w)),
                 _ => bail!(UsageError(format!(
-                    "unknown phase '{other}' (A, B, B<W>, C, E)"
+                    "unknown phase '{other}' (A, B, B<W>, C, D, E)"
                 ))),
             },
         };
@@ -54,18 +53,24 @@ fn emit(result: &PhaseResult) -> Result<()> {
 
 /// Runs the requested phases.
 pub fn run(args: &BenchArgs) -> Result<u8> {
-    if args.layer != "log" {
-        bail!(UsageError(format!(
-            "--layer {} is not available yet (log)",
-            args.layer
-        )));
-    }
+    let ledger = match args.layer.as_str() {
+        "ledger" => true,
+        "log" => false,
+        other => bail!(UsageError(format!(
+            "unknown --layer {other} (ledger, log)"
+        ))),
+    };
     if args.runs == 0 || args.steps == 0 {
         bail!(UsageError(
             "--runs and --steps must be positive".to_string()
         ));
     }
     let phases = parse_phases(&args.phases, args.writers)?;
+    if !ledger && phases.contains(&Phase::D) {
+        bail!(UsageError(
+            "phase D reads runs: it needs --layer ledger".to_string()
+        ));
+    }
     let workload = Workload {
         runs: args.runs,
         steps: args.steps,
@@ -80,14 +85,24 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
         }
     };
     let a_dir = root.join("phase-a");
-    let need_a_log = phases.iter().any(|p| matches!(p, Phase::C | Phase::E));
+    let need_a_log = phases
+        .iter()
+        .any(|p| matches!(p, Phase::C | Phase::D | Phase::E));
     if need_a_log && !phases.contains(&Phase::A) {
         remove_if_exists(&a_dir)?;
-        bench::phase_a(&a_dir, &workload)?;
+        if ledger {
+            bench::ledger::phase_a(&a_dir, &workload)?;
+        } else {
+            bench::phase_a(&a_dir, &workload)?;
+        }
     }
     for phase in &phases {
         bench::reset_rss_peak();
-        run_phase(phase, &root, &a_dir, &workload, args)?;
+        if ledger {
+            run_ledger_phase(phase, &root, &a_dir, &workload, args)?;
+        } else {
+            run_phase(phase, &root, &a_dir, &workload, args)?;
+        }
     }
     Ok(0)
 }
@@ -119,6 +134,40 @@ fn run_phase(
         }
         Phase::C => bench::phase_c(a_dir)?,
         Phase::E => bench::phase_e(a_dir, 7)?,
+        Phase::D => bail!(UsageError("phase D needs --layer ledger".to_string())),
+    };
+    emit(&result)
+}
+
+fn run_ledger_phase(
+    phase: &Phase,
+    root: &Path,
+    a_dir: &Path,
+    workload: &Workload,
+    args: &BenchArgs,
+) -> Result<()> {
+    use bench::ledger;
+    let total = workload.record_count();
+    let result = match phase {
+        Phase::A => {
+            remove_if_exists(a_dir)?;
+            ledger::phase_a(a_dir, workload)?
+        }
+        Phase::B => {
+            let dir = root.join("phase-b");
+            remove_if_exists(&dir)?;
+            let records = args.sync_records.unwrap_or(2000).min(total);
+            ledger::phase_b(&dir, workload, 1, records)?
+        }
+        Phase::BW(writers) => {
+            let dir = root.join(format!("phase-b{writers}"));
+            remove_if_exists(&dir)?;
+            let records = args.sync_records.unwrap_or(64 * 200).min(total);
+            ledger::phase_b(&dir, workload, *writers, records)?
+        }
+        Phase::C => ledger::phase_c(a_dir)?,
+        Phase::D => ledger::phase_d(a_dir, workload)?,
+        Phase::E => ledger::phase_e(a_dir, 7)?,
     };
     emit(&result)
 }

@@ -8,6 +8,7 @@
 //! export envelope; [`legacy_v1`] is the reference MeshFlow ledger's hash, for imports.
 
 pub mod admission;
+pub mod appender;
 pub mod export;
 pub mod legacy_v1;
 pub mod offline;
