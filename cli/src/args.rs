@@ -205,9 +205,10 @@ pub struct BenchArgs {
     /// Which layer to measure: `ledger` (steps with both chains) or `log` (bare records).
     #[arg(long, default_value = "ledger", value_parser = ["ledger", "log"])]
     pub layer: String,
-    /// Phases to run, comma-separated: A, B, B64 (or B<W>), C, D (ledger only), E.
-    #[arg(long, default_value = "A,B,B64,C,D,E")]
-    pub phases: String,
+    /// Phases to run, comma-separated: A, B, B64 (or B<W>), C, D (ledger only), E (default:
+    /// all of them for the layer).
+    #[arg(long)]
+    pub phases: Option<String>,
     /// Runs (R).
     #[arg(long, default_value_t = 1000)]
     pub runs: u64,

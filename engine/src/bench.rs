@@ -266,15 +266,16 @@ pub mod ledger {
         {
             let mut appender = ledger.appender()?;
             let mut collected = 0u64;
-            let mut collect = |offset: u64, sync_started: &mut std::collections::VecDeque<(u64, Instant)>| {
-                collected += 1;
-                if let Some((n, t)) = sync_started.front() {
-                    if offset == *n {
-                        latencies.push(t.elapsed());
-                        sync_started.pop_front();
+            let mut collect =
+                |offset: u64, sync_started: &mut std::collections::VecDeque<(u64, Instant)>| {
+                    collected += 1;
+                    if let Some((n, t)) = sync_started.front() {
+                        if offset == *n {
+                            latencies.push(t.elapsed());
+                            sync_started.pop_front();
+                        }
                     }
-                }
-            };
+                };
             for i in 0..count {
                 let durable = (i + 1) % SYNC_EVERY_RECORDS == 0 || i + 1 == count;
                 let durability = if durable {
@@ -337,13 +338,20 @@ pub mod ledger {
                 .collect();
             let mut all = Vec::new();
             for h in handles {
-                all.extend(h.join().map_err(|_| LedgerError::Log(crate::Error::Closed))??);
+                all.extend(
+                    h.join()
+                        .map_err(|_| LedgerError::Log(crate::Error::Closed))??,
+                );
             }
             Ok(all)
         })?;
         let secs = started.elapsed().as_secs_f64();
         Ok(PhaseResult {
-            phase: if writers == 1 { "B".to_string() } else { format!("B{writers}") },
+            phase: if writers == 1 {
+                "B".to_string()
+            } else {
+                format!("B{writers}")
+            },
             records: per_writer * writers,
             secs,
             unit: "records/s",
@@ -376,7 +384,9 @@ pub mod ledger {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let picks: Vec<String> = (0..1000)
             .map(|_| {
-                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
                 format!("run-{:08}", (state >> 33) % workload.runs.max(1))
             })
             .collect();
@@ -413,7 +423,9 @@ pub mod ledger {
         }
         let mut sorted = latencies.clone();
         sorted.sort_unstable();
-        let secs = sorted.get(sorted.len() / 2).map_or(0.0, Duration::as_secs_f64);
+        let secs = sorted
+            .get(sorted.len() / 2)
+            .map_or(0.0, Duration::as_secs_f64);
         Ok(PhaseResult {
             phase: "E".to_string(),
             records,

@@ -357,3 +357,42 @@ fn exports_verify_offline_and_edits_removals_and_reorders_fail() {
     let (code, out) = verify_file(&elsewhere, &serde_json::json!([1]), dir.path(), "junk.json");
     assert_eq!(code, 2, "{out}");
 }
+
+#[test]
+fn bench_ledger_layer_prints_one_json_object_per_phase() {
+    // Proves `meshflow bench` (ledger layer, the default) runs A, B, B4, C, D, E on a tiny
+    // workload and prints one JSON object per phase; D on the log layer is a usage error.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = meshflow(&[
+        "bench",
+        "--runs",
+        "6",
+        "--steps",
+        "5",
+        "--payload",
+        "16",
+        "--phases",
+        "A,B,B4,C,D,E",
+        "--sync-records",
+        "8",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let phases: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = phases
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["A", "B", "B4", "C", "D", "E"]);
+    assert_eq!(phases[0]["records"], 30);
+    assert_eq!(phases[3]["records"], 30, "C scans phase A's 30 steps");
+    assert_eq!(phases[4]["unit"], "runs/s");
+    assert_eq!(phases[4]["records"], 1000, "D reads 1,000 random runs");
+    assert!(phases.iter().all(|p| p["rate"].as_f64().unwrap() > 0.0));
+    let (code, _, err) = meshflow(&["bench", "--layer", "log", "--phases", "D"]);
+    assert_eq!(code, 2, "{err}");
+}

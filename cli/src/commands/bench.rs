@@ -56,16 +56,22 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     let ledger = match args.layer.as_str() {
         "ledger" => true,
         "log" => false,
-        other => bail!(UsageError(format!(
-            "unknown --layer {other} (ledger, log)"
-        ))),
+        other => bail!(UsageError(format!("unknown --layer {other} (ledger, log)"))),
     };
     if args.runs == 0 || args.steps == 0 {
         bail!(UsageError(
             "--runs and --steps must be positive".to_string()
         ));
     }
-    let phases = parse_phases(&args.phases, args.writers)?;
+    let default_phases = if ledger {
+        "A,B,B64,C,D,E"
+    } else {
+        "A,B,B64,C,E"
+    };
+    let phases = parse_phases(
+        args.phases.as_deref().unwrap_or(default_phases),
+        args.writers,
+    )?;
     if !ledger && phases.contains(&Phase::D) {
         bail!(UsageError(
             "phase D reads runs: it needs --layer ledger".to_string()

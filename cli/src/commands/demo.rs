@@ -1,5 +1,7 @@
-//! `meshflow demo`: simulated agents append step records concurrently into a fresh directory,
-//! one step's personal data is erased, the log is closed, reopened, verified, and summarised.
+//! `meshflow demo`: simulated agents append their runs' steps concurrently into a fresh
+//! directory; one step's personal data is erased in place; the ledger is reopened, runs are
+//! listed, replayed and diffed, the log and every run chain are verified, and one run is
+//! exported and verified offline.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,8 +9,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use meshflow_engine::format::erasure::SlotRef;
-use meshflow_engine::log::{Durability, Log, LogOptions};
-use meshflow_engine::workload::Workload;
+use meshflow_engine::ledger::offline::verify_export;
+use meshflow_engine::ledger::{Ledger, StepRequest};
+use meshflow_engine::log::{Durability, LogOptions};
 use serde_json::json;
 
 use crate::args::{Cli, DemoArgs};
@@ -32,16 +35,49 @@ fn fresh_dir(args: &DemoArgs) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// One thread per simulated agent, each appending its steps durably (group commit shares the
-/// fsyncs between them).
-fn run_agents(log: &Log, workload: &Workload) -> Result<()> {
+/// Nodes a simulated agent walks through, in order, again and again.
+const NODES: [(&str, &str); 6] = [
+    ("plan", "llm"),
+    ("retrieve", "tool"),
+    ("analyze", "llm"),
+    ("call-api", "tool"),
+    ("gate", "native"),
+    ("report", "llm"),
+];
+
+/// The `step`-th step of agent `agent`: deterministic, with a blocked gate now and then.
+fn demo_step(agent: u64, step: u64) -> StepRequest {
+    let (node, kind) = NODES[usize::try_from(step).unwrap_or(0) % NODES.len()];
+    let blocked = node == "gate" && (agent + step).is_multiple_of(7);
+    StepRequest {
+        run_id: format!("agent-{agent:02}-run"),
+        step_id: Some(format!("agent-{agent:02}-step-{step:05}")),
+        node_id: node.to_string(),
+        node_kind: kind.to_string(),
+        input_task: format!("agent {agent}, step {step}: {node} for customer alice@example.com"),
+        output_content: format!("result of {node} #{step} by agent {agent}"),
+        verdict: if blocked { "reject" } else { "commit" }.to_string(),
+        blocked,
+        block_reason: blocked.then(|| "policy: external call without approval".to_string()),
+        uncertainty: ((agent * 31 + step * 17) % 100) as f64 / 100.0,
+        cost_usd: 0.0001 * ((step % 9) + 1 + agent % 3) as f64,
+        tokens_used: 100 + (step * 37 + agent * 11) % 900,
+        carbon_gco2: 0.01,
+        duration_ms: 5.0 + ((step * 13) % 50) as f64,
+        metadata_json: Some(format!("{{\"tool_calls\": {}}}", step % 3)),
+        ..StepRequest::default()
+    }
+}
+
+/// One thread per simulated agent, each appending its run's steps durably (group commit
+/// shares the fsyncs between them).
+fn run_agents(ledger: &Ledger, agents: u64, steps: u64) -> Result<()> {
     std::thread::scope(|scope| -> Result<()> {
-        let handles: Vec<_> = (0..workload.runs)
+        let handles: Vec<_> = (0..agents)
             .map(|agent| {
                 scope.spawn(move || -> Result<()> {
-                    for step in 0..workload.steps {
-                        let record = workload.record(step * workload.runs + agent);
-                        log.append(record, Durability::Sync)?;
+                    for step in 0..steps {
+                        ledger.append(demo_step(agent, step), Durability::Sync)?;
                     }
                     Ok(())
                 })
@@ -64,87 +100,167 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
     }
     let dir = fresh_dir(args)?;
     let mut out = std::io::stdout().lock();
-    if !cli.json {
+    let human = !cli.json;
+    if human {
         writeln!(out, "demo directory: {}", dir.display())?;
     }
-    let (log, _) = Log::open(&dir, LogOptions::default())?;
-    let workload = Workload {
-        runs: args.agents,
-        steps: args.steps,
-        payload_bytes: 256,
-    };
+    let (ledger, _) = Ledger::open(&dir, LogOptions::default(), "default")?;
     let started = Instant::now();
-    run_agents(&log, &workload)?;
+    run_agents(&ledger, args.agents, args.steps)?;
     let append_secs = started.elapsed().as_secs_f64();
-    let appended = workload.record_count();
+    let appended = args.agents * args.steps;
+    if human {
+        writeln!(
+            out,
+            "{} agents appended {appended} durable steps concurrently in {append_secs:.2}s ({:.0}/s)",
+            args.agents,
+            appended as f64 / append_secs
+        )?;
+    }
+
+    // Erase one step's personal data in place: every chain still verifies.
+    let first = ledger
+        .load_state("agent-00-run", 0)?
+        .context("agent 0 has a first step")?;
+    let log = ledger.log().context("the demo ledger is writable")?;
     let erasure = log.erase(
         "default",
         vec![SlotRef {
-            offset: 0,
+            offset: first.stored.offset,
             slot_index: 0,
         }],
-        b"{\"reason\":\"demo erasure\"}".to_vec(),
+        b"{\"reason\":\"demo: data subject request\"}".to_vec(),
     )?;
-    log.close().context("closing the demo log")?;
-    let (log, recovery) = Log::open(&dir, LogOptions::default())?;
-    let report = log.reader().verify()?;
-    log.close()?;
+    drop(ledger);
+
+    // Reopen as an operator would, and read.
+    let (ledger, recovery) = Ledger::open(&dir, LogOptions::default(), "default")?;
+    let runs = ledger.list_runs()?;
+    let replayed = ledger.get_run("agent-00-run")?;
+    let diff = if args.agents > 1 {
+        Some(ledger.diff("agent-00-run", "agent-01-run")?)
+    } else {
+        None
+    };
+    if human {
+        writeln!(out, "runs (newest first): {}", runs.join(", "))?;
+        writeln!(
+            out,
+            "replay agent-00-run (first 3 of {} steps):",
+            replayed.len()
+        )?;
+        for step in replayed.iter().take(3) {
+            let f = &step.stored.fields;
+            writeln!(
+                out,
+                "  {:>3} {:<9} {:<7} ${:.4} {:>4} tok  input: {}",
+                step.step_index,
+                f.node_id,
+                f.verdict,
+                f.cost_usd,
+                f.tokens_used,
+                step.text(0)
+            )?;
+        }
+        if let Some(d) = &diff {
+            writeln!(
+                out,
+                "diff agent-00-run ↔ agent-01-run: {} common node(s), {} changed, cost Δ {:+.6} USD, token Δ {:+}",
+                d.common.len(),
+                d.changed.len(),
+                d.cost_delta_usd,
+                d.token_delta
+            )?;
+        }
+    }
+
+    // Verify everything: the log (frames, global chain, erased slots) and every run chain.
+    let log_report = ledger.reader().verify()?;
+    let mut invalid = 0u64;
+    let mut redacted = 0u64;
+    for run in &runs {
+        let r = ledger.verify_chain(run)?;
+        invalid += u64::from(!r.valid);
+        redacted += r.steps_redacted;
+    }
+
+    // Export one run and verify the export offline, as an auditor would. The export goes
+    // beside the data directory, not into it: exports are outside erasure's reach.
+    let export_path = PathBuf::from(format!("{}-export-agent-00-run.json", dir.display()));
+    let mut bytes = Vec::new();
+    ledger.export_run("agent-00-run", &mut bytes)?;
+    std::fs::write(&export_path, &bytes)
+        .with_context(|| format!("writing {}", export_path.display()))?;
+    let envelope: serde_json::Value = serde_json::from_slice(&bytes)?;
+    let offline = verify_export(&envelope).map_err(|e| anyhow::anyhow!(e))?;
+    let export_valid = offline.iter().all(|r| r.valid());
+    let valid = invalid == 0 && export_valid;
     let summary = json!({
         "dir": dir.display().to_string(),
         "agents": args.agents,
-        "records_appended": appended,
+        "steps_appended": appended,
         "append_secs": append_secs,
         "appends_per_sec": appended as f64 / append_secs,
         "erasure_offset": erasure.offset,
         "reopened_cleanly": recovery.clean,
-        "records": report.record_count,
-        "segments": report.segment_count,
-        "slots_live": report.slots_live,
-        "slots_erased": report.slots_erased,
-        "head_hash": report.head_hash,
-        "valid": true,
+        "runs": runs.len(),
+        "runs_invalid": invalid,
+        "steps_redacted": redacted,
+        "records": log_report.record_count,
+        "slots_erased": log_report.slots_erased,
+        "head_hash": log_report.head_hash,
+        "export_file": export_path.display().to_string(),
+        "export_valid": export_valid,
+        "valid": valid,
     });
     if cli.json {
         writeln!(out, "{summary}")?;
     } else {
         print_human(&mut out, &summary)?;
     }
-    Ok(0)
+    Ok(u8::from(!valid))
 }
 
 fn print_human(out: &mut impl Write, s: &serde_json::Value) -> Result<()> {
     writeln!(
         out,
-        "{} agents appended {} durable step records in {:.2}s ({:.0}/s)",
-        s["agents"],
-        s["records_appended"],
-        s["append_secs"].as_f64().unwrap_or(0.0),
-        s["appends_per_sec"].as_f64().unwrap_or(0.0)
-    )?;
-    writeln!(
-        out,
-        "erased the input of record 0 (erasure record at offset {})",
-        s["erasure_offset"]
-    )?;
-    let clean = s["reopened_cleanly"].as_bool().unwrap_or(false);
-    writeln!(
-        out,
-        "reopened: {}",
-        if clean {
-            "clean, O(1) from HEAD"
+        "erased agent-00-run step 0's input in place (erasure record at offset {}); reopened {}",
+        s["erasure_offset"],
+        if s["reopened_cleanly"].as_bool().unwrap_or(false) {
+            "cleanly"
         } else {
-            "recovered"
+            "after recovery"
         }
     )?;
     writeln!(
         out,
-        "LOG VALID: {} records, {} segments, {} live slots, {} erased",
-        s["records"], s["segments"], s["slots_live"], s["slots_erased"]
+        "LOG VALID: {} records, {} erased slot(s), global head {}",
+        s["records"],
+        s["slots_erased"],
+        s["head_hash"].as_str().unwrap_or("")
     )?;
-    writeln!(out, "head hash: {}", s["head_hash"].as_str().unwrap_or(""))?;
     writeln!(
         out,
-        "inspect it: meshflow --db {} log stats",
+        "{} run chain(s) verified, {} invalid, {} step(s) redacted (their hashes still verify)",
+        s["runs"], s["runs_invalid"], s["steps_redacted"]
+    )?;
+    let file = s["export_file"].as_str().unwrap_or("");
+    writeln!(
+        out,
+        "exported agent-00-run to {file}: offline verification {}",
+        if s["export_valid"].as_bool().unwrap_or(false) {
+            "OK"
+        } else {
+            "FAILED"
+        }
+    )?;
+    writeln!(
+        out,
+        "verify it independently: python3 tools/verify_export.py {file}"
+    )?;
+    writeln!(
+        out,
+        "explore: meshflow --db {} runs | replay agent-00-run | trace agent-01-run",
         s["dir"].as_str().unwrap_or("")
     )?;
     Ok(())

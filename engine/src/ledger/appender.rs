@@ -42,7 +42,11 @@ impl Ledger {
 
 impl LedgerAppender<'_> {
     /// Queues one step.
-    pub fn submit(&mut self, request: &StepRequest, durability: Durability) -> Result<(), LedgerError> {
+    pub fn submit(
+        &mut self,
+        request: &StepRequest,
+        durability: Durability,
+    ) -> Result<(), LedgerError> {
         if request.timestamp.is_none() && self.now.0.elapsed().as_micros() >= 1 {
             self.now = (std::time::Instant::now(), super::time::now_iso8601());
         }
@@ -69,8 +73,14 @@ impl LedgerAppender<'_> {
         Some(self.finish(receipts))
     }
 
-    fn finish(&mut self, receipts: Result<Vec<crate::log::Receipt>, Error>) -> Result<StepReceipt, LedgerError> {
-        let built = self.queued.pop_front().ok_or(LedgerError::Log(Error::Closed))?;
+    fn finish(
+        &mut self,
+        receipts: Result<Vec<crate::log::Receipt>, Error>,
+    ) -> Result<StepReceipt, LedgerError> {
+        let built = self
+            .queued
+            .pop_front()
+            .ok_or(LedgerError::Log(Error::Closed))?;
         match receipts {
             Ok(r) => {
                 let first = r.first().ok_or(LedgerError::Log(Error::Closed))?;
