@@ -286,7 +286,7 @@ pub mod ledger {
                 if durable {
                     sync_started.push_back((i, Instant::now()));
                 }
-                appender.submit(&workload.step_request(i), durability)?;
+                appender.submit(workload.step_request(i), durability)?;
                 while let Some(r) = appender.try_next_receipt() {
                     collect(r?.offset, &mut sync_started);
                 }

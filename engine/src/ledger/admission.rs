@@ -139,7 +139,12 @@ impl Admission for LedgerAdmission {
         }
         for p in pending {
             state.steps.insert(p.key, p.offset);
-            state.runs.insert(p.run, p.head);
+            match state.runs.get_mut(&p.run) {
+                Some(head) => *head = p.head,
+                None => {
+                    state.runs.insert(p.run, p.head);
+                }
+            }
         }
         AdmitDecision::Accept(admitted)
     }

@@ -44,14 +44,14 @@ impl LedgerAppender<'_> {
     /// Queues one step.
     pub fn submit(
         &mut self,
-        request: &StepRequest,
+        request: StepRequest,
         durability: Durability,
     ) -> Result<(), LedgerError> {
-        if request.timestamp.is_none() && self.now.0.elapsed().as_micros() >= 1 {
+        if request.timestamp.is_none() && self.now.0.elapsed().as_micros() > 0 {
             self.now = (std::time::Instant::now(), super::time::now_iso8601());
         }
-        let built = self.ledger.build_one(request, &self.now.1, None)?;
-        self.inner.submit(built.record.clone(), durability)?;
+        let (built, record) = self.ledger.build_one(request, &self.now.1, None)?;
+        self.inner.submit(record, durability)?;
         self.queued.push_back(built);
         Ok(())
     }

@@ -228,8 +228,8 @@ impl Ledger {
         durability: Durability,
     ) -> Result<Vec<StepReceipt>, LedgerError> {
         let (log, _) = self.writable()?;
-        let built = self.build(&requests)?;
-        let records: Vec<RecordInput> = built.iter().map(|b| b.record.clone()).collect();
+        let (built, records): (Vec<Built>, Vec<RecordInput>) =
+            self.build(&requests)?.into_iter().unzip();
         match log.append_batch(records, durability) {
             Ok(receipts) => Ok(built
                 .into_iter()
@@ -245,7 +245,10 @@ impl Ledger {
     }
 
     /// Validates requests and builds their records, with admission conditions.
-    pub(crate) fn build(&self, requests: &[StepRequest]) -> Result<Vec<Built>, LedgerError> {
+    pub(crate) fn build(
+        &self,
+        requests: &[StepRequest],
+    ) -> Result<Vec<(Built, RecordInput)>, LedgerError> {
         if requests.is_empty() {
             return Err(LedgerError::Invalid {
                 reason: "an empty batch".to_string(),
@@ -254,17 +257,17 @@ impl Ledger {
         let now = time::now_iso8601();
         let mut out = Vec::with_capacity(requests.len());
         for request in requests {
-            out.push(self.build_one(request, &now, None)?);
+            out.push(self.build_one(request.clone(), &now, None)?);
         }
         Ok(out)
     }
 
     pub(crate) fn build_one(
         &self,
-        request: &StepRequest,
+        request: StepRequest,
         now: &str,
         fork_origin: Option<ForkOrigin>,
-    ) -> Result<Built, LedgerError> {
+    ) -> Result<(Built, RecordInput), LedgerError> {
         if let Some(tenant) = &request.tenant_id {
             if *tenant != self.tenant {
                 return Err(LedgerError::Invalid {
@@ -275,43 +278,40 @@ impl Ledger {
                 });
             }
         }
+        let condition = self.condition(&request)?;
         let step_id = request
             .step_id
-            .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let timestamp = request.timestamp.clone().unwrap_or_else(|| now.to_string());
+        let timestamp = request.timestamp.unwrap_or_else(|| now.to_string());
+        let built = Built {
+            run_id: request.run_id.clone(),
+            step_id: step_id.clone(),
+            timestamp: timestamp.clone(),
+        };
         let input = StepInput {
             fields: StepFields {
-                run_id: request.run_id.clone(),
-                step_id: step_id.clone(),
-                node_id: request.node_id.clone(),
-                node_kind: request.node_kind.clone(),
-                verdict: request.verdict.clone(),
+                run_id: request.run_id,
+                step_id,
+                node_id: request.node_id,
+                node_kind: request.node_kind,
+                verdict: request.verdict,
                 blocked: request.blocked,
                 uncertainty: request.uncertainty,
                 cost_usd: request.cost_usd,
                 tokens_used: request.tokens_used,
                 carbon_gco2: request.carbon_gco2,
                 duration_ms: request.duration_ms,
-                timestamp: timestamp.clone(),
+                timestamp,
                 fork_origin,
             },
-            input_task: request.input_task.clone(),
-            output_content: request.output_content.clone(),
-            block_reason: request.block_reason.clone().unwrap_or_default(),
-            metadata_json: request
-                .metadata_json
-                .clone()
-                .unwrap_or_else(|| "{}".to_string()),
+            input_task: request.input_task,
+            output_content: request.output_content,
+            block_reason: request.block_reason.unwrap_or_default(),
+            metadata_json: request.metadata_json.unwrap_or_else(|| "{}".to_string()),
         };
-        let mut record = input.to_record(&self.tenant)?;
-        record.condition = self.condition(request)?;
-        Ok(Built {
-            run_id: request.run_id.clone(),
-            step_id,
-            timestamp,
-            record,
-        })
+        let mut record = input.into_record(&self.tenant)?;
+        record.condition = condition;
+        Ok((built, record))
     }
 
     /// The run length a request expects, from `expected_step_index` or `prev_hash`.
@@ -430,13 +430,12 @@ impl Ledger {
     }
 }
 
-/// A step built from a request, ready to append.
+/// What the receipt of a step built from a request needs (its record goes to the log).
 #[derive(Debug, Clone)]
 pub(crate) struct Built {
     run_id: String,
     step_id: String,
     timestamp: String,
-    record: RecordInput,
 }
 
 impl Built {

@@ -27,6 +27,11 @@ pub struct StepInput {
 impl StepInput {
     /// The log record for this step, validated (fields, metadata) before anything is written.
     pub fn to_record(&self, tenant: &str) -> Result<RecordInput, Error> {
+        self.clone().into_record(tenant)
+    }
+
+    /// [`StepInput::to_record`], moving the slot contents instead of copying them.
+    pub fn into_record(self, tenant: &str) -> Result<RecordInput, Error> {
         let invalid = |e: step::StepError| Error::InvalidInput {
             reason: e.to_string(),
         };
@@ -41,10 +46,10 @@ impl StepInput {
             });
         }
         Ok(RecordInput::new(KIND_STEP, tenant, payload)
-            .with_slot(self.input_task.clone().into_bytes())
-            .with_slot(self.output_content.clone().into_bytes())
-            .with_slot(self.block_reason.clone().into_bytes())
-            .with_slot(self.metadata_json.clone().into_bytes()))
+            .with_slot(self.input_task.into_bytes())
+            .with_slot(self.output_content.into_bytes())
+            .with_slot(self.block_reason.into_bytes())
+            .with_slot(self.metadata_json.into_bytes()))
     }
 }
 
