@@ -96,6 +96,12 @@ fn a9_a10_duplicates_and_wrong_prev_hash_are_conflicts_that_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     run_a(&db);
+    let records = |db: &Path| -> Value {
+        let (_, out, _) = at(db, &["log", "stats", "--json"]);
+        serde_json::from_str::<Value>(out.trim()).unwrap()["records"].clone()
+    };
+    // 3 steps and the checkpoint-digest event written when `append` closed.
+    assert_eq!(records(&db), 4);
     let retry = step_line("A", 1, "analyze", 0.01, "output of analyze");
     let (code, out, err) = append(&db, &[retry], &["--ack"]);
     assert_eq!(code, 0, "{err}");
@@ -114,9 +120,7 @@ fn a9_a10_duplicates_and_wrong_prev_hash_are_conflicts_that_write_nothing() {
     let (code, _, err) = append(&db, &[wrong.to_string()], &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("conflict"), "{err}");
-    let (_, out, _) = at(&db, &["log", "stats", "--json"]);
-    let stats: Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(stats["records"], 3, "nothing written");
+    assert_eq!(records(&db), 4, "nothing written");
 }
 
 #[test]
@@ -389,7 +393,10 @@ fn bench_ledger_layer_prints_one_json_object_per_phase() {
         .collect();
     assert_eq!(names, ["A", "B", "B4", "C", "D", "E"]);
     assert_eq!(phases[0]["records"], 30);
-    assert_eq!(phases[3]["records"], 30, "C scans phase A's 30 steps");
+    assert_eq!(
+        phases[3]["records"], 31,
+        "C scans phase A's 30 steps and its checkpoint-digest event"
+    );
     assert_eq!(phases[4]["unit"], "runs/s");
     assert_eq!(phases[4]["records"], 1000, "D reads 1,000 random runs");
     assert!(phases.iter().all(|p| p["rate"].as_f64().unwrap() > 0.0));

@@ -27,7 +27,10 @@ fn demo(dir: &std::path::Path) {
     ]);
     assert_eq!(code, 0, "{err}");
     let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(summary["records"], 201);
+    assert_eq!(
+        summary["records"], 202,
+        "200 steps, the erasure and a checkpoint-digest event"
+    );
     assert_eq!(summary["valid"], true);
 }
 
@@ -56,24 +59,28 @@ fn demo_then_stats_verify_and_tail() {
     let (code, out, _) = run_meshflow(&["--db", db, "log", "verify", "--json"]);
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(report["records"], 201);
+    assert_eq!(report["records"], 202);
     assert_eq!(report["slots_erased"], 1);
     let (code, out, _) = run_meshflow(&["--db", db, "log", "stats", "--json"]);
     assert_eq!(code, 0);
     let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(stats["records"], 201);
+    assert_eq!(stats["records"], 202);
     assert_eq!(stats["head_hash"], report["head_hash"]);
     let (code, out, _) = run_meshflow(&[
-        "--db", db, "log", "tail", "--from", "0", "--limit", "3", "--json",
+        "--db", db, "log", "tail", "--from", "0", "--limit", "1000", "--json",
     ]);
     assert_eq!(code, 0);
     let lines: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 202);
     assert_eq!(lines[0]["offset"], 0);
-    assert_eq!(lines[0]["slots"][0]["erased"], true);
+    let erased: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["slots"][0]["erased"] == true)
+        .collect();
+    assert_eq!(erased.len(), 1, "the demo erases one step's input");
     let (code, out, _) = run_meshflow(&["--db", db, "log", "tail"]);
     assert_eq!(code, 0);
     assert_eq!(

@@ -9,6 +9,7 @@
 
 pub mod admission;
 pub mod appender;
+pub mod checkpoint;
 pub mod export;
 pub mod legacy_v1;
 pub mod offline;
@@ -19,7 +20,7 @@ pub mod runs;
 pub mod step;
 pub mod time;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
@@ -29,6 +30,7 @@ pub use query::{ChainError, ChainReport, RunDiff, RunSummary, Step};
 pub use request::StepRequest;
 
 use admission::{step_key, LedgerAdmission, WriterState, DUPLICATE};
+pub use checkpoint::store::LoadReport;
 use record::{FieldValue, StepInput};
 use runs::RunsView;
 use step::{ForkOrigin, StepFields};
@@ -105,8 +107,92 @@ pub struct StepReceipt {
 struct Inner {
     log: Option<Log>,
     reader: LogReader,
+    dir: PathBuf,
     view: Mutex<RunsView>,
     writer: Option<Arc<Mutex<WriterState>>>,
+    load_report: LoadReport,
+    /// Offset of the newest checkpoint this handle knows of.
+    last_checkpoint: Mutex<u64>,
+}
+
+/// A writable ledger takes a checkpoint of the runs view when the view has moved this many
+/// records past the last one (and when it closes).
+pub const CHECKPOINT_EVERY_RECORDS: u64 = 100_000;
+/// Checkpoint files kept; older ones are removed.
+const CHECKPOINTS_KEPT: usize = 2;
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.log.is_some() {
+            let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
+            // Best effort: a missing checkpoint costs a longer rebuild on the next open.
+            let _ = checkpoint_locked(self, &mut view);
+        }
+    }
+}
+
+/// Loads the runs view from its newest good checkpoint and applies the log's tail; falls back
+/// to a full rebuild when the log's digest event disagrees with the checkpoint.
+fn load_view(dir: &Path, reader: &LogReader) -> Result<(RunsView, LoadReport), Error> {
+    let (mut view, mut report) = checkpoint::store::load(dir, reader)?;
+    let start = view.next_offset;
+    view.refresh(reader)?;
+    if let Some(why) = view.digest_mismatch.take() {
+        report.rejected.push(why);
+        report.checkpoint_offset = None;
+        view = RunsView::default();
+        view.refresh(reader)?;
+        report.tail_records = view.next_offset;
+    } else {
+        report.tail_records = view.next_offset - start;
+    }
+    Ok((view, report))
+}
+
+/// Writes a checkpoint of `view` if it moved since the last one, then appends the
+/// checkpoint-digest event. Writable handles only.
+fn checkpoint_locked(
+    inner: &Inner,
+    view: &mut RunsView,
+) -> Result<Option<checkpoint::Binding>, LedgerError> {
+    let Some(log) = &inner.log else {
+        return Err(LedgerError::ReadOnly);
+    };
+    view.refresh(&inner.reader)?;
+    let mut last = inner
+        .last_checkpoint
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if view.data_end <= *last {
+        return Ok(None);
+    }
+    let hash = inner
+        .reader
+        .get(view.next_offset - 1)?
+        .map(|r| r.view().hash())
+        .ok_or(LedgerError::Log(Error::Closed))?;
+    let binding = checkpoint::store::write(&inner.dir, view, &hash, CHECKPOINTS_KEPT)?;
+    *last = binding.offset;
+    log.append(
+        RecordInput::new(
+            checkpoint::KIND_CHECKPOINT_DIGEST,
+            checkpoint::SYSTEM_TENANT,
+            checkpoint::digest_event_payload(&binding),
+        ),
+        Durability::Buffered,
+    )?;
+    Ok(Some(binding))
+}
+
+/// Checks a tenant for a handle: the log's rules, and not the engine's own `_system`.
+fn check_handle_tenant(tenant: &str) -> Result<(), LedgerError> {
+    crate::log::check_tenant(tenant)?;
+    if tenant == checkpoint::SYSTEM_TENANT {
+        return Err(LedgerError::Invalid {
+            reason: format!("tenant '{tenant}' is reserved for the engine"),
+        });
+    }
+    Ok(())
 }
 
 /// A handle on the ledger of one tenant. Cheap to clone; [`Ledger::with_tenant`] gives a
@@ -134,11 +220,11 @@ impl Ledger {
         options: LogOptions,
         tenant: &str,
     ) -> Result<(Ledger, RecoveryReport), LedgerError> {
-        crate::log::check_tenant(tenant)?;
+        check_handle_tenant(tenant)?;
         let (log, report) = Log::open(dir, options)?;
         let reader = log.reader();
-        let mut view = RunsView::default();
-        view.refresh(&reader)?;
+        let (view, load_report) = load_view(dir, &reader)?;
+        let last_checkpoint = load_report.checkpoint_offset.unwrap_or(0);
         let writer = Arc::new(Mutex::new(view.writer_state()));
         log.set_admission(Box::new(LedgerAdmission {
             state: writer.clone(),
@@ -146,8 +232,11 @@ impl Ledger {
         let inner = Inner {
             log: Some(log),
             reader,
+            dir: dir.to_path_buf(),
             view: Mutex::new(view),
             writer: Some(writer),
+            load_report,
+            last_checkpoint: Mutex::new(last_checkpoint),
         };
         Ok((
             Ledger {
@@ -165,13 +254,17 @@ impl Ledger {
         options: LogOptions,
         tenant: &str,
     ) -> Result<Ledger, LedgerError> {
-        crate::log::check_tenant(tenant)?;
+        check_handle_tenant(tenant)?;
         let reader = LogReader::open(dir, options)?;
+        let (view, load_report) = load_view(dir, &reader)?;
         let inner = Inner {
             log: None,
             reader,
-            view: Mutex::new(RunsView::default()),
+            dir: dir.to_path_buf(),
+            view: Mutex::new(view),
             writer: None,
+            load_report,
+            last_checkpoint: Mutex::new(0),
         };
         Ok(Ledger {
             inner: Arc::new(inner),
@@ -181,7 +274,7 @@ impl Ledger {
 
     /// A handle for `tenant` on the same log.
     pub fn with_tenant(&self, tenant: &str) -> Result<Ledger, LedgerError> {
-        crate::log::check_tenant(tenant)?;
+        check_handle_tenant(tenant)?;
         Ok(Ledger {
             inner: self.inner.clone(),
             tenant: tenant.to_string(),
@@ -422,11 +515,35 @@ impl Ledger {
         log.sync().map_err(LedgerError::from)
     }
 
-    /// Applies durable records the view has not seen yet.
+    /// Applies durable records the view has not seen yet (a writable handle also takes a
+    /// checkpoint when the view has moved [`CHECKPOINT_EVERY_RECORDS`] past the last one).
     pub(crate) fn refresh(&self) -> Result<std::sync::MutexGuard<'_, RunsView>, LedgerError> {
         let mut view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
         view.refresh(&self.inner.reader)?;
+        if self.inner.log.is_some() {
+            let last = *self
+                .inner
+                .last_checkpoint
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if view.next_offset >= last + CHECKPOINT_EVERY_RECORDS {
+                checkpoint_locked(&self.inner, &mut view)?;
+            }
+        }
         Ok(view)
+    }
+
+    /// Takes a checkpoint of the runs view now (if it moved since the last one) and appends
+    /// its checkpoint-digest event. Writable handles only.
+    pub fn checkpoint(&self) -> Result<Option<checkpoint::Binding>, LedgerError> {
+        let mut view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
+        checkpoint_locked(&self.inner, &mut view)
+    }
+
+    /// How the runs view was loaded when this ledger opened: from which checkpoint, which
+    /// checkpoints were refused and why, and how many records were applied after it.
+    pub fn load_report(&self) -> &LoadReport {
+        &self.inner.load_report
     }
 }
 

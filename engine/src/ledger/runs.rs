@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::log::{LogReader, Record};
 
 use super::admission::{run_key, step_key, RunHead, StepKey, WriterState};
+use super::checkpoint::{self, Binding, KIND_CHECKPOINT_DIGEST, SYSTEM_TENANT};
 use super::step::{self, KIND_STEP};
 
 /// Where one step lives and what it hashed to.
@@ -46,6 +47,13 @@ pub struct RunsView {
     pub next_offset: u64,
     /// Runs by [`run_key`].
     pub runs: HashMap<Vec<u8>, RunState>,
+    /// The checkpoint the state was loaded from, if any: its digest event in the log must agree.
+    pub loaded_from: Option<Binding>,
+    /// Set when the log's digest event for `loaded_from` disagrees with it.
+    pub digest_mismatch: Option<String>,
+    /// One past the offset of the last record applied that is not a checkpoint-digest event:
+    /// a view that moved only over digest events needs no new checkpoint.
+    pub data_end: u64,
 }
 
 impl RunsView {
@@ -66,6 +74,11 @@ impl RunsView {
         let view = record.view();
         let offset = view.offset();
         self.next_offset = offset + 1;
+        if view.kind() == KIND_CHECKPOINT_DIGEST && view.tenant() == SYSTEM_TENANT.as_bytes() {
+            self.check_digest_event(view.payload(), offset);
+            return Ok(());
+        }
+        self.data_end = offset + 1;
         if view.kind() != KIND_STEP {
             return Ok(());
         }
@@ -102,6 +115,23 @@ impl RunsView {
         });
         run.last_offset = offset;
         Ok(())
+    }
+
+    fn check_digest_event(&mut self, payload: &[u8], at: u64) {
+        let (Some(loaded), Some((logic, event))) =
+            (self.loaded_from, checkpoint::parse_digest_event(payload))
+        else {
+            return;
+        };
+        if logic == checkpoint::VIEW_LOGIC_VERSION
+            && event.offset == loaded.offset
+            && event != loaded
+        {
+            self.digest_mismatch = Some(format!(
+                "the checkpoint at offset {} disagrees with the digest event at offset {at}",
+                loaded.offset
+            ));
+        }
     }
 
     /// The run `run_id` of `tenant`.

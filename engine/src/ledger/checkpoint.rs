@@ -1,0 +1,498 @@
+//! Checkpoints of the runs view: immutable files, any process may read them, each bound to a
+//! log offset, the global chain hash there, the view's logic version and a digest of the state.
+//! A checkpoint that disagrees with the log on any of these is refused and the view is rebuilt
+//! from the log (which loses nothing: the log is the source of truth).
+//!
+//! File `checkpoints/runs-<offset, 20 digits>.ckpt`, all integers little-endian:
+//!
+//! ```text
+//! [8]  magic "MESHCKPT"
+//! u32  file format version (1)
+//! u32  view logic version (VIEW_LOGIC_VERSION)
+//! [16] view name, zero-padded ("runs")
+//! u64  offset: the state covers every record below it
+//! [32] global chain hash of record offset − 1 (zeros when offset is 0)
+//! [32] state digest: SHA-256 of the state bytes
+//! u64  state length
+//! ...  state bytes (below)
+//! u32  CRC-32C of everything before it
+//! ```
+//!
+//! State bytes: `u64 run_count`, then per run in key order (tenant, 0, run id): `u8 tenant_len ‖
+//! tenant ‖ u32 run_id_len ‖ run_id ‖ u64 last_offset ‖ u64 step_count`, then per step
+//! `u64 offset ‖ u64 segment_base ‖ u64 position ‖ [32] entry_hash ‖ [16] step_key`.
+//!
+//! After writing a checkpoint the writer appends a checkpoint-digest event (kind
+//! [`KIND_CHECKPOINT_DIGEST`], tenant `_system`) carrying the same offset, hash and digest, so
+//! state digests are chained into the log; a checkpoint whose digest differs from the event for
+//! its offset is refused.
+
+use sha2::{Digest, Sha256};
+
+use super::runs::{RunState, RunsView, StepLoc};
+
+/// Magic at the start of a checkpoint file.
+pub const MAGIC: [u8; 8] = *b"MESHCKPT";
+/// Checkpoint file format version.
+pub const FILE_VERSION: u32 = 1;
+/// Version of the runs view's logic: a checkpoint from other logic is rebuilt.
+pub const VIEW_LOGIC_VERSION: u32 = 1;
+/// Name of the runs view in checkpoints and digest events.
+pub const VIEW_NAME: &str = "runs";
+/// Record kind of a checkpoint-digest event (not critical: readers may skip it).
+pub const KIND_CHECKPOINT_DIGEST: u16 = 0x0180;
+/// Tenant of the engine's own events.
+pub const SYSTEM_TENANT: &str = "_system";
+/// Directory of checkpoint files inside the log directory.
+pub const DIR: &str = "checkpoints";
+
+const HEADER_BYTES: usize = 8 + 4 + 4 + 16 + 8 + 32 + 32 + 8;
+const STEP_BYTES: usize = 8 + 8 + 8 + 32 + 16;
+
+/// What a checkpoint is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    /// The state covers every record below this offset.
+    pub offset: u64,
+    /// The global chain hash of record `offset − 1`.
+    pub global_hash: [u8; 32],
+    /// SHA-256 of the state bytes.
+    pub state_digest: [u8; 32],
+}
+
+/// The file name of the checkpoint at `offset`.
+pub fn file_name(offset: u64) -> String {
+    format!("{VIEW_NAME}-{offset:020}.ckpt")
+}
+
+/// The offset in a checkpoint file name, if it is one.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("runs-")?.strip_suffix(".ckpt")?;
+    if digits.len() != 20 {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn view_name_bytes() -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (o, b) in out.iter_mut().zip(VIEW_NAME.as_bytes()) {
+        *o = *b;
+    }
+    out
+}
+
+/// The state bytes of a view (deterministic: runs in key order).
+pub fn encode_state(view: &RunsView) -> Vec<u8> {
+    let mut keys: Vec<&Vec<u8>> = view.runs.keys().collect();
+    keys.sort_unstable();
+    let steps: usize = view.runs.values().map(|r| r.steps.len()).sum();
+    let mut out = Vec::with_capacity(8 + keys.len() * 64 + steps * STEP_BYTES);
+    out.extend_from_slice(&(keys.len() as u64).to_le_bytes());
+    for key in keys {
+        let Some(run) = view.runs.get(key) else {
+            continue;
+        };
+        out.push(u8::try_from(run.tenant.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(run.tenant.as_bytes());
+        out.extend_from_slice(
+            &u32::try_from(run.run_id.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+        out.extend_from_slice(run.run_id.as_bytes());
+        out.extend_from_slice(&run.last_offset.to_le_bytes());
+        out.extend_from_slice(&(run.steps.len() as u64).to_le_bytes());
+        for s in &run.steps {
+            out.extend_from_slice(&s.offset.to_le_bytes());
+            out.extend_from_slice(&s.segment_base.to_le_bytes());
+            out.extend_from_slice(&s.position.to_le_bytes());
+            out.extend_from_slice(&s.entry_hash);
+            out.extend_from_slice(&s.step_key);
+        }
+    }
+    out
+}
+
+/// A whole checkpoint file for `view`, bound to the global hash of record `next_offset − 1`.
+pub fn encode(view: &RunsView, global_hash: &[u8; 32]) -> (Vec<u8>, Binding) {
+    let state = encode_state(view);
+    let digest: [u8; 32] = Sha256::digest(&state).into();
+    let mut out = Vec::with_capacity(HEADER_BYTES + state.len() + 4);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FILE_VERSION.to_le_bytes());
+    out.extend_from_slice(&VIEW_LOGIC_VERSION.to_le_bytes());
+    out.extend_from_slice(&view_name_bytes());
+    out.extend_from_slice(&view.next_offset.to_le_bytes());
+    out.extend_from_slice(global_hash);
+    out.extend_from_slice(&digest);
+    out.extend_from_slice(&(state.len() as u64).to_le_bytes());
+    out.extend_from_slice(&state);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    let binding = Binding {
+        offset: view.next_offset,
+        global_hash: *global_hash,
+        state_digest: digest,
+    };
+    (out, binding)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.pos.checked_add(n).ok_or("length overflow")?;
+        let out = self.bytes.get(self.pos..end).ok_or("truncated")?;
+        self.pos = end;
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(*self.take(1)?.first().ok_or("truncated")?)
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        let b: [u8; 4] = self.take(4)?.try_into().map_err(|_| "truncated")?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        let b: [u8; 8] = self.take(8)?.try_into().map_err(|_| "truncated")?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        self.take(N)?
+            .try_into()
+            .map_err(|_| "truncated".to_string())
+    }
+    fn text(&mut self, len: usize) -> Result<String, String> {
+        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| "text is not UTF-8".to_string())
+    }
+}
+
+/// Decodes a checkpoint file: checks magic, versions, view name, CRC and state digest. The
+/// binding to the log is the caller's to check.
+pub fn decode(bytes: &[u8]) -> Result<(RunsView, Binding), String> {
+    let (body, crc) = bytes
+        .split_last_chunk::<4>()
+        .ok_or("shorter than a checkpoint")?;
+    if crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
+        return Err("CRC mismatch".to_string());
+    }
+    let mut r = Reader {
+        bytes: body,
+        pos: 0,
+    };
+    if r.array::<8>()? != MAGIC {
+        return Err("not a checkpoint file (magic)".to_string());
+    }
+    let version = r.u32()?;
+    if version != FILE_VERSION {
+        return Err(format!(
+            "file format version {version}, expected {FILE_VERSION}"
+        ));
+    }
+    let logic = r.u32()?;
+    if logic != VIEW_LOGIC_VERSION {
+        return Err(format!(
+            "written by view logic version {logic}, this build has {VIEW_LOGIC_VERSION}"
+        ));
+    }
+    if r.array::<16>()? != view_name_bytes() {
+        return Err("checkpoint of another view".to_string());
+    }
+    let offset = r.u64()?;
+    let global_hash = r.array::<32>()?;
+    let state_digest = r.array::<32>()?;
+    let state_len = usize::try_from(r.u64()?).map_err(|_| "state length")?;
+    let state = r.take(state_len)?;
+    if r.pos != body.len() {
+        return Err("trailing bytes".to_string());
+    }
+    let digest: [u8; 32] = Sha256::digest(state).into();
+    if digest != state_digest {
+        return Err("state digest mismatch".to_string());
+    }
+    let view = decode_state(state, offset)?;
+    Ok((
+        view,
+        Binding {
+            offset,
+            global_hash,
+            state_digest,
+        },
+    ))
+}
+
+fn decode_state(state: &[u8], next_offset: u64) -> Result<RunsView, String> {
+    let mut r = Reader {
+        bytes: state,
+        pos: 0,
+    };
+    let mut view = RunsView {
+        next_offset,
+        data_end: next_offset,
+        ..RunsView::default()
+    };
+    let runs = r.u64()?;
+    if runs > state.len() as u64 {
+        return Err("run count larger than the state".to_string());
+    }
+    for _ in 0..runs {
+        let tenant_len = usize::from(r.u8()?);
+        let tenant = r.text(tenant_len)?;
+        let run_len = usize::try_from(r.u32()?).map_err(|_| "run id length")?;
+        let run_id = r.text(run_len)?;
+        let last_offset = r.u64()?;
+        let count = usize::try_from(r.u64()?).map_err(|_| "step count")?;
+        if count > state.len() / STEP_BYTES {
+            return Err("step count larger than the state".to_string());
+        }
+        let mut steps = Vec::with_capacity(count);
+        for _ in 0..count {
+            let loc = StepLoc {
+                offset: r.u64()?,
+                segment_base: r.u64()?,
+                position: r.u64()?,
+                entry_hash: r.array::<32>()?,
+                step_key: r.array::<16>()?,
+            };
+            if loc.offset >= next_offset
+                || steps
+                    .last()
+                    .is_some_and(|p: &StepLoc| p.offset >= loc.offset)
+            {
+                return Err("step offsets out of order".to_string());
+            }
+            steps.push(loc);
+        }
+        let key = super::admission::run_key(tenant.as_bytes(), run_id.as_bytes());
+        view.runs.insert(
+            key,
+            RunState {
+                tenant,
+                run_id,
+                steps,
+                last_offset,
+            },
+        );
+    }
+    if r.pos != state.len() {
+        return Err("trailing state bytes".to_string());
+    }
+    Ok(view)
+}
+
+/// The payload of a checkpoint-digest event: view name, logic version and the binding.
+pub fn digest_event_payload(binding: &Binding) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + 4 + 8 + 64);
+    out.extend_from_slice(&view_name_bytes());
+    out.extend_from_slice(&VIEW_LOGIC_VERSION.to_le_bytes());
+    out.extend_from_slice(&binding.offset.to_le_bytes());
+    out.extend_from_slice(&binding.global_hash);
+    out.extend_from_slice(&binding.state_digest);
+    out
+}
+
+/// Decodes a checkpoint-digest event payload of the runs view (`None` for other views or
+/// malformed payloads).
+pub fn parse_digest_event(payload: &[u8]) -> Option<(u32, Binding)> {
+    let mut r = Reader {
+        bytes: payload,
+        pos: 0,
+    };
+    if r.array::<16>().ok()? != view_name_bytes() {
+        return None;
+    }
+    let logic = r.u32().ok()?;
+    let binding = Binding {
+        offset: r.u64().ok()?,
+        global_hash: r.array::<32>().ok()?,
+        state_digest: r.array::<32>().ok()?,
+    };
+    (r.pos == payload.len()).then_some((logic, binding))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> RunsView {
+        let mut view = RunsView {
+            next_offset: 10,
+            ..RunsView::default()
+        };
+        for (tenant, run) in [("acme", "r1"), ("default", "r2")] {
+            let steps = (0..3)
+                .map(|i| StepLoc {
+                    offset: i * 3 + u64::from(run == "r2"),
+                    segment_base: 0,
+                    position: 64 + i * 100,
+                    entry_hash: [i as u8; 32],
+                    step_key: [7; 16],
+                })
+                .collect();
+            view.runs.insert(
+                super::super::admission::run_key(tenant.as_bytes(), run.as_bytes()),
+                RunState {
+                    tenant: tenant.to_string(),
+                    run_id: run.to_string(),
+                    steps,
+                    last_offset: 7,
+                },
+            );
+        }
+        view
+    }
+
+    #[test]
+    fn round_trips_and_is_deterministic() {
+        let view = sample();
+        let (bytes, binding) = encode(&view, &[9; 32]);
+        let (again, b2) = decode(&bytes).unwrap();
+        assert_eq!(binding, b2);
+        assert_eq!(again.runs, view.runs);
+        assert_eq!(again.next_offset, 10);
+        assert_eq!(encode(&again, &[9; 32]).0, bytes, "same state, same bytes");
+        let event = digest_event_payload(&binding);
+        assert_eq!(
+            parse_digest_event(&event),
+            Some((VIEW_LOGIC_VERSION, binding))
+        );
+    }
+
+    #[test]
+    fn any_damage_is_refused() {
+        let (bytes, _) = encode(&sample(), &[9; 32]);
+        for i in [0, 9, 13, 40, 100, bytes.len() - 5, bytes.len() - 1] {
+            let mut bad = bytes.clone();
+            bad[i] ^= 1;
+            assert!(decode(&bad).is_err(), "byte {i}");
+        }
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode(&[]).is_err());
+    }
+}
+
+/// Checkpoint files on disk: listing, loading against the log, writing atomically.
+pub mod store {
+    use std::io::Write;
+    use std::path::Path;
+
+    use super::{decode, encode, file_name, parse_file_name, Binding, DIR};
+    use crate::error::Error;
+    use crate::ledger::runs::RunsView;
+    use crate::log::LogReader;
+
+    /// How the view was loaded when the ledger opened.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct LoadReport {
+        /// Offset of the checkpoint loaded (`None`: rebuilt from the start of the log).
+        pub checkpoint_offset: Option<u64>,
+        /// Checkpoints refused, with why (they are left in place, never used).
+        pub rejected: Vec<String>,
+        /// Records applied after the checkpoint (or from 0) to reach the durable end.
+        pub tail_records: u64,
+    }
+
+    /// Checkpoint offsets present in `dir`, newest first.
+    pub fn list(dir: &Path) -> Vec<u64> {
+        let mut out: Vec<u64> = std::fs::read_dir(dir.join(DIR))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().to_str().and_then(parse_file_name))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        out
+    }
+
+    /// Loads the newest checkpoint that agrees with the log (offset durable, global hash
+    /// equal), collecting why others were refused; an empty view when none does.
+    pub fn load(dir: &Path, reader: &LogReader) -> Result<(RunsView, LoadReport), Error> {
+        let mut report = LoadReport::default();
+        let snapshot = reader.snapshot()?;
+        for offset in list(dir) {
+            let name = file_name(offset);
+            let refuse = |why: String| format!("{DIR}/{name}: {why}");
+            let bytes = match std::fs::read(dir.join(DIR).join(&name)) {
+                Ok(b) => b,
+                Err(e) => {
+                    report.rejected.push(refuse(format!("unreadable: {e}")));
+                    continue;
+                }
+            };
+            let (mut view, binding) = match decode(&bytes) {
+                Ok(v) => v,
+                Err(why) => {
+                    report.rejected.push(refuse(why));
+                    continue;
+                }
+            };
+            if binding.offset != offset {
+                report
+                    .rejected
+                    .push(refuse(format!("holds offset {}", binding.offset)));
+                continue;
+            }
+            if offset > snapshot.head.next_offset {
+                report.rejected.push(refuse(format!(
+                    "offset {offset} is past the durable end {}",
+                    snapshot.head.next_offset
+                )));
+                continue;
+            }
+            let log_hash = match offset.checked_sub(1) {
+                None => [0; 32],
+                Some(last) => match reader.get(last)? {
+                    Some(record) => record.view().hash(),
+                    None => [0xff; 32],
+                },
+            };
+            if log_hash != binding.global_hash {
+                report.rejected.push(refuse(format!(
+                    "its global hash differs from the log's at offset {offset}"
+                )));
+                continue;
+            }
+            view.loaded_from = Some(binding);
+            report.checkpoint_offset = Some(offset);
+            return Ok((view, report));
+        }
+        Ok((RunsView::default(), report))
+    }
+
+    /// Writes a checkpoint of `view` (bound to `global_hash`, the hash of record
+    /// `view.next_offset − 1`) as a new immutable file: temporary file, fsync, rename, fsync of
+    /// the directory. Keeps the newest `keep` checkpoints and removes older ones.
+    pub fn write(
+        dir: &Path,
+        view: &RunsView,
+        global_hash: &[u8; 32],
+        keep: usize,
+    ) -> Result<Binding, Error> {
+        let cdir = dir.join(DIR);
+        let io = |what: &str, e| Error::io(format!("{what} in {}", cdir.display()), e);
+        std::fs::create_dir_all(&cdir).map_err(|e| io("creating the checkpoint directory", e))?;
+        let (bytes, binding) = encode(view, global_hash);
+        let name = file_name(binding.offset);
+        let tmp = cdir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let result = (|| -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, cdir.join(&name))?;
+            std::fs::File::open(&cdir)?.sync_all()
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io("writing a checkpoint", e));
+        }
+        for old in list(dir).into_iter().skip(keep) {
+            let _ = std::fs::remove_file(cdir.join(file_name(old)));
+        }
+        Ok(binding)
+    }
+}
