@@ -84,6 +84,31 @@ pub enum LogCommand {
     Verify,
     /// Print records from an offset (default: the last 10), optionally waiting for new ones.
     Tail(TailArgs),
+    /// Write a checkpoint note (origin, size, global head; C2SP format) into the log's
+    /// `checkpoints/`, signed with Ed25519 when `--key` is given, and print it.
+    Checkpoint(CheckpointArgs),
+    /// Create an Ed25519 key pair for signing checkpoint notes (keep it outside the log).
+    Keygen(KeygenArgs),
+}
+
+/// `meshflow log checkpoint`
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    /// Signer key file (`PRIVATE+KEY+…`, from `meshflow log keygen`); must be outside the log
+    /// directory.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+}
+
+/// `meshflow log keygen`
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Key name (shown in signature lines), e.g. `auditor.example.com`.
+    #[arg(long)]
+    pub name: String,
+    /// File for the signer key (created new, mode 0600); the verifier key goes to FILE.pub.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// `meshflow append`
@@ -160,6 +185,12 @@ pub struct VerifyArgs {
     /// Verify an export file offline (`-` for stdin), with no access to the log.
     #[arg(long)]
     pub file: Option<PathBuf>,
+    /// A checkpoint note you trust (kept outside the log): the log must still extend it.
+    #[arg(long, value_name = "FILE", requires = "pubkey")]
+    pub trusted_checkpoint: Option<PathBuf>,
+    /// Verifier key of the trusted checkpoint's signer: the key text, or a file holding it.
+    #[arg(long, value_name = "KEY")]
+    pub pubkey: Option<String>,
 }
 
 /// `meshflow audit verify-chain`

@@ -31,6 +31,12 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         Some(Error::Corrupt(_) | Error::UnsupportedVersion { .. }) => 3,
         Some(_) => 4,
         None if error.downcast_ref::<args::UsageError>().is_some() => 2,
+        None if error
+            .downcast_ref::<commands::audit::VerifyFailed>()
+            .is_some() =>
+        {
+            1
+        }
         None => 4,
     }
 }
@@ -50,6 +56,8 @@ fn main() -> ExitCode {
             LogCommand::Stats => commands::log::stats(&cli),
             LogCommand::Verify => commands::log::verify(&cli),
             LogCommand::Tail(tail) => commands::log::tail(&cli, tail),
+            LogCommand::Checkpoint(c) => commands::log::checkpoint(&cli, c),
+            LogCommand::Keygen(k) => commands::log::keygen(&cli, k),
         },
         Command::Append(a) => commands::ledger::append(&cli, a),
         Command::Runs => commands::ledger::runs(&cli),

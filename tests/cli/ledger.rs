@@ -403,3 +403,151 @@ fn bench_ledger_layer_prints_one_json_object_per_phase() {
     let (code, _, err) = meshflow(&["bench", "--layer", "log", "--phases", "D"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// A copy of the log in `from` holding only its first record (as if everything after it had
+/// been cut away), placed at `to`: HEAD and checkpoints are dropped, so the next writer
+/// recovers from the segment alone.
+fn copy_first_record(from: &Path, to: &Path) {
+    use meshflow_engine::format::segment_header::segment_file_name;
+    let reader =
+        meshflow_engine::log::LogReader::open(from, meshflow_engine::log::LogOptions::default())
+            .unwrap();
+    let second = reader.get(1).unwrap().unwrap();
+    assert_eq!(second.segment_base(), 0);
+    let segment = std::fs::read(from.join(segment_file_name(0))).unwrap();
+    std::fs::create_dir_all(to).unwrap();
+    let cut = usize::try_from(second.position()).unwrap();
+    std::fs::write(to.join(segment_file_name(0)), &segment[..cut]).unwrap();
+}
+
+#[test]
+fn signed_checkpoints_anchor_verification_against_rewrites_and_truncation() {
+    // Proves SPEC §4.3: `log checkpoint --key` writes an Ed25519-signed note that exports embed;
+    // `audit verify --trusted-checkpoint --pubkey` accepts a log that extends it and detects a
+    // consistent rewrite (same record 0, every hash valid) and a truncation made after it.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    run_a(&db);
+    let key = dir.path().join("auditor.key");
+    let (code, _, err) = at(
+        &db,
+        &[
+            "log",
+            "keygen",
+            "--name",
+            "auditor",
+            "--out",
+            db.join("k").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2, "a key inside the log directory is refused: {err}");
+    let (code, out, err) = at(
+        &db,
+        &[
+            "log",
+            "keygen",
+            "--name",
+            "auditor",
+            "--out",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("auditor+"), "{out}");
+    let pubkey = format!("{}.pub", key.display());
+    let (code, note, err) = at(&db, &["log", "checkpoint", "--key", key.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(note.contains("\n\n\u{2014} auditor "), "{note}");
+    let trusted = dir.path().join("trusted.note");
+    std::fs::write(&trusted, &note).unwrap();
+    let anchor = [
+        "--trusted-checkpoint",
+        trusted.to_str().unwrap(),
+        "--pubkey",
+        &pubkey,
+    ];
+
+    // The export embeds the note and, taken at the same size, is anchored offline.
+    let export = dir.path().join("a.json");
+    let env = export_a(&db, &export);
+    assert_eq!(env["checkpoint"], Value::String(note.clone()));
+    let mut args = vec!["audit", "verify", "--file", export.to_str().unwrap()];
+    args.extend_from_slice(&anchor);
+    let (code, out, err) = meshflow(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("anchored"), "{out}");
+
+    let verify_all = |db: &Path| {
+        let mut args = vec!["audit", "verify", "--all"];
+        args.extend_from_slice(&anchor);
+        at(db, &args)
+    };
+    assert_eq!(
+        append(&db, &[step_line("A", 3, "extra", 0.01, "o")], &[]).0,
+        0
+    );
+    let (code, out, err) = verify_all(&db);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ANCHOR OK"), "{out}");
+
+    // A wrong key fails the anchor itself.
+    let other = dir.path().join("other.key");
+    assert_eq!(
+        at(
+            &db,
+            &[
+                "log",
+                "keygen",
+                "--name",
+                "auditor",
+                "--out",
+                other.to_str().unwrap()
+            ]
+        )
+        .0,
+        0
+    );
+    let other_pub = format!("{}.pub", other.display());
+    let (code, _, err) = at(
+        &db,
+        &[
+            "audit",
+            "verify",
+            "--all",
+            "--trusted-checkpoint",
+            trusted.to_str().unwrap(),
+            "--pubkey",
+            &other_pub,
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("does not verify"), "{err}");
+
+    // A consistent rewrite after record 0: every chain in it is valid, only the anchor sees it.
+    let rewritten = dir.path().join("rewritten");
+    copy_first_record(&db, &rewritten);
+    let forged: Vec<String> = (1..6)
+        .map(|n| step_line("A", n, "forged", 0.0, "forged"))
+        .collect();
+    assert_eq!(append(&rewritten, &forged, &[]).0, 0);
+    let (code, out, _) = at(&rewritten, &["audit", "verify", "--all"]);
+    assert_eq!(code, 0, "without an anchor the rewrite verifies: {out}");
+    let (code, out, err) = verify_all(&rewritten);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("ANCHOR FAILED") && out.contains("rewritten"),
+        "{out}"
+    );
+
+    // A truncation after the checkpoint.
+    let truncated = dir.path().join("truncated");
+    copy_first_record(&db, &truncated);
+    assert_eq!(
+        at(&truncated, &["append", "/dev/null"]).0,
+        0,
+        "recovers the cut log"
+    );
+    let (code, out, err) = verify_all(&truncated);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("truncated"), "{out}");
+}

@@ -4,7 +4,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use meshflow_engine::ledger::export::report_json;
+use meshflow_engine::format::note::{self, Verified};
+use meshflow_engine::ledger::anchor;
+use meshflow_engine::ledger::export::{hex, report_json};
 use meshflow_engine::ledger::offline::{verify_export, EnvelopeReport};
 use meshflow_engine::ledger::{ChainReport, Ledger};
 use serde_json::json;
@@ -122,12 +124,77 @@ pub fn verify_chain(cli: &Cli, args: &VerifyChainArgs) -> Result<u8> {
     Ok(u8::from(!report.valid))
 }
 
+/// The trusted checkpoint given with `--trusted-checkpoint` and `--pubkey`, its signature
+/// verified.
+fn trusted_checkpoint(args: &VerifyArgs) -> Result<Option<Verified>> {
+    let (Some(file), Some(key)) = (&args.trusted_checkpoint, &args.pubkey) else {
+        return Ok(None);
+    };
+    let note = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the trusted checkpoint {}", file.display()))?;
+    let key_text = if Path::new(key).is_file() {
+        std::fs::read_to_string(key).with_context(|| format!("reading the key {key}"))?
+    } else {
+        key.clone()
+    };
+    let verifier =
+        note::parse_verifier(&key_text).map_err(|e| UsageError(format!("--pubkey: {e}")))?;
+    match note::verify_note(&note, &verifier) {
+        Ok(v) => Ok(Some(v)),
+        Err(why) => Err(VerifyFailed(format!(
+            "the trusted checkpoint {} does not verify: {why}",
+            file.display()
+        ))
+        .into()),
+    }
+}
+
+/// A verification failure found by the CLI itself (exit 1).
+#[derive(Debug)]
+pub struct VerifyFailed(pub String);
+
+impl std::fmt::Display for VerifyFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for VerifyFailed {}
+
 /// `meshflow audit verify --run-id ID | --all | --file EXPORT`
 pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<u8> {
+    let trusted = trusted_checkpoint(args)?;
     if let Some(file) = &args.file {
-        return verify_file(cli, file);
+        return verify_file(cli, file, trusted.as_ref());
     }
     let ledger = open_read(cli)?;
+    if let Some(t) = &trusted {
+        let anchored = anchor::check_log(ledger.reader(), &t.checkpoint)?;
+        let mut out = std::io::stdout().lock();
+        match anchored {
+            Ok(()) => {
+                if !cli.json {
+                    writeln!(
+                        out,
+                        "ANCHOR OK — the log extends the trusted checkpoint ({} records, signed by '{}').",
+                        t.checkpoint.size, t.key_name
+                    )?;
+                }
+            }
+            Err(why) => {
+                if cli.json {
+                    writeln!(
+                        out,
+                        "{}",
+                        json!({"valid": false, "anchored": false, "anchor_error": why})
+                    )?;
+                } else {
+                    writeln!(out, "ANCHOR FAILED — {why}")?;
+                }
+                return Ok(1);
+            }
+        }
+    }
     if let Some(run) = &args.run_id {
         let report = ledger.verify_chain(run)?;
         print_chain(&mut std::io::stdout().lock(), &report, cli.json)?;
@@ -175,7 +242,7 @@ fn verify_all(cli: &Cli, ledger: &Ledger) -> Result<u8> {
     Ok(u8::from(invalid > 0))
 }
 
-fn verify_file(cli: &Cli, file: &Path) -> Result<u8> {
+fn verify_file(cli: &Cli, file: &Path, trusted: Option<&Verified>) -> Result<u8> {
     let mut text = String::new();
     if file.as_os_str() == "-" {
         std::io::stdin()
@@ -189,7 +256,38 @@ fn verify_file(cli: &Cli, file: &Path) -> Result<u8> {
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| UsageError(format!("{} is not JSON: {e}", file.display())))?;
     let reports = verify_export(&value).map_err(UsageError)?;
-    let valid = reports.iter().all(EnvelopeReport::valid);
+    let mut anchor_notes = Vec::new();
+    let mut anchor_failed = false;
+    if let Some(t) = trusted {
+        let envelopes: Vec<&serde_json::Value> = match &value {
+            serde_json::Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        for env in envelopes {
+            let run = env["run_id"].as_str().unwrap_or("?");
+            let at = env["as_of_offset"].as_u64();
+            let hash = env["global_hash_at"].as_str().unwrap_or("");
+            if at == Some(t.checkpoint.size) {
+                if hash == hex(&t.checkpoint.head) {
+                    anchor_notes.push(format!(
+                        "run '{run}': anchored — taken at the trusted checkpoint's head"
+                    ));
+                } else {
+                    anchor_failed = true;
+                    anchor_notes.push(format!(
+                        "run '{run}': ANCHOR FAILED — taken at the checkpoint's size but on another global head"
+                    ));
+                }
+            } else {
+                anchor_notes.push(format!(
+                    "run '{run}': not anchorable offline (export at offset {}, checkpoint at {}); verify against the log with --run-id and --db",
+                    at.map_or("?".to_string(), |a| a.to_string()),
+                    t.checkpoint.size
+                ));
+            }
+        }
+    }
+    let valid = reports.iter().all(EnvelopeReport::valid) && !anchor_failed;
     let mut out = std::io::stdout().lock();
     if cli.json {
         let runs: Vec<_> = reports
@@ -231,11 +329,17 @@ fn verify_file(cli: &Cli, file: &Path) -> Result<u8> {
             }
         }
     }
-    writeln!(
-        out,
-        "No trusted checkpoint given: the export is internally consistent, but a consistent \
-         rewrite or a truncation is undetectable without an anchor. Compare the head(s) above \
-         with a head you trust."
-    )?;
+    if trusted.is_some() {
+        for n in &anchor_notes {
+            writeln!(out, "{n}")?;
+        }
+    } else {
+        writeln!(
+            out,
+            "No trusted checkpoint given: the export is internally consistent, but a consistent \
+             rewrite or a truncation is undetectable without an anchor. Compare the head(s) above \
+             with a head you trust."
+        )?;
+    }
     Ok(u8::from(!valid))
 }

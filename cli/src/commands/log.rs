@@ -8,7 +8,7 @@ use meshflow_engine::format::hex;
 use meshflow_engine::log::{LogOptions, LogReader, OwnedSlot, Record};
 use serde_json::json;
 
-use crate::args::{Cli, TailArgs};
+use crate::args::{CheckpointArgs, Cli, KeygenArgs, TailArgs, UsageError};
 use crate::time::rfc3339_ns;
 
 fn open(cli: &Cli) -> Result<LogReader> {
@@ -171,5 +171,96 @@ pub fn tail(cli: &Cli, args: &TailArgs) -> Result<u8> {
         }
     }
     out.flush()?;
+    Ok(0)
+}
+
+/// True when `path` lies inside `dir` (both resolved; a path that does not exist yet is
+/// resolved through its parent).
+fn is_inside(path: &std::path::Path, dir: &std::path::Path) -> bool {
+    let resolve = |p: &std::path::Path| {
+        p.canonicalize().ok().or_else(|| {
+            let parent = p.parent().filter(|x| !x.as_os_str().is_empty())?;
+            Some(parent.canonicalize().ok()?.join(p.file_name()?))
+        })
+    };
+    match (resolve(path), dir.canonicalize().ok()) {
+        (Some(p), Some(d)) => p.starts_with(d),
+        _ => false,
+    }
+}
+
+/// `meshflow log checkpoint [--key F]`
+pub fn checkpoint(cli: &Cli, args: &CheckpointArgs) -> Result<u8> {
+    let reader = open(cli)?;
+    let key = match &args.key {
+        None => None,
+        Some(path) => {
+            if is_inside(path, &cli.db) {
+                return Err(UsageError(format!(
+                    "the signing key {} is inside the log directory; keep it elsewhere",
+                    path.display()
+                ))
+                .into());
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading the key {}: {e}", path.display()))?;
+            Some(
+                meshflow_engine::format::note::parse_signer(&text)
+                    .map_err(|e| UsageError(format!("{}: {e}", path.display())))?,
+            )
+        }
+    };
+    let (text, path) =
+        meshflow_engine::ledger::anchor::write_current(&cli.db, &reader, key.as_ref())?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        let value =
+            json!({"note": text, "file": path.display().to_string(), "signed": key.is_some()});
+        writeln!(out, "{value}")?;
+    } else {
+        write!(out, "{text}")?;
+        eprintln!("written to {}", path.display());
+    }
+    Ok(0)
+}
+
+/// `meshflow log keygen --name N --out F`
+pub fn keygen(cli: &Cli, args: &KeygenArgs) -> Result<u8> {
+    if is_inside(&args.out, &cli.db) {
+        return Err(UsageError(format!(
+            "{} is inside the log directory; keep signing keys elsewhere",
+            args.out.display()
+        ))
+        .into());
+    }
+    let (signer, verifier) = meshflow_engine::ledger::anchor::generate_key(&args.name)?;
+    let public = std::path::PathBuf::from(format!("{}.pub", args.out.display()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&args.out)
+        .map_err(|e| anyhow::anyhow!("creating {} (never overwritten): {e}", args.out.display()))?;
+    writeln!(file, "{signer}")?;
+    file.sync_all()?;
+    crate::output::write_new_file(&public, format!("{verifier}\n").as_bytes())?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        let value = json!({"signer_key_file": args.out.display().to_string(),
+                           "verifier_key_file": public.display().to_string(),
+                           "verifier_key": verifier});
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(out, "{verifier}")?;
+        eprintln!(
+            "signer key in {} (keep it secret, outside the log); verifier key in {}",
+            args.out.display(),
+            public.display()
+        );
+    }
     Ok(0)
 }

@@ -9,6 +9,7 @@ pub mod erasure;
 pub mod frame;
 pub mod head;
 pub mod index;
+pub mod note;
 pub mod segment_header;
 pub mod slot;
 

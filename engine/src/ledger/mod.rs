@@ -8,6 +8,7 @@
 //! export envelope; [`legacy_v1`] is the reference MeshFlow ledger's hash, for imports.
 
 pub mod admission;
+pub mod anchor;
 pub mod appender;
 pub mod checkpoint;
 pub mod export;
@@ -289,6 +290,11 @@ impl Ledger {
     /// The log underneath, when the handle is writable.
     pub fn log(&self) -> Option<&Log> {
         self.inner.log.as_ref()
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
     }
 
     /// A reader of the log underneath.
