@@ -94,7 +94,10 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     let need_a_log = phases
         .iter()
         .any(|p| matches!(p, Phase::C | Phase::D | Phase::E));
-    if need_a_log && !phases.contains(&Phase::A) {
+    // With --dir, a phase-A log left by an earlier run (same layer and workload) is reused, so
+    // C, D and E can be measured (or profiled) on their own.
+    let reuse = args.dir.is_some() && a_dir.join("HEAD").exists();
+    if need_a_log && !phases.contains(&Phase::A) && !reuse {
         remove_if_exists(&a_dir)?;
         if ledger {
             bench::ledger::phase_a(&a_dir, &workload)?;

@@ -208,7 +208,7 @@ pub fn envelope_step_json(step: &Step) -> Value {
         };
         let shown = match value {
             FieldValue::Text(t) => {
-                if let Some(Some(salt)) = step.salts.get(i) {
+                if let Some(Some(salt)) = step.stored.salts.get(i) {
                     salt_map.insert(key.into(), json!(hex(salt)));
                 }
                 json!(t)

@@ -28,16 +28,6 @@ pub struct Step {
     pub prev_hash: [u8; 32],
     /// This step's entry hash as the view recorded it.
     pub entry_hash: [u8; 32],
-    /// The salts of the live slot fields (erased ones have none).
-    pub salts: [Option<[u8; 32]>; 4],
-}
-
-fn salts_of(record: &Record) -> [Option<[u8; 32]>; 4] {
-    let frame = record.view();
-    std::array::from_fn(|i| match frame.slot(i) {
-        Ok(crate::format::slot::SlotView::Live { salt, .. }) => Some(*salt),
-        _ => None,
-    })
 }
 
 impl Step {
@@ -199,7 +189,6 @@ impl Ledger {
                 step_index: index,
                 prev_hash: prev,
                 entry_hash: loc.entry_hash,
-                salts: salts_of(&record),
             })
         })?;
         Ok(len.saturating_sub(from) as u64)
@@ -288,7 +277,6 @@ impl Ledger {
         let record = self.read_loc(&snapshot, &loc)?;
         let stored = read_step(&record)?.ok_or_else(|| damaged(&loc, "not a step record"))?;
         Ok(Some(Step {
-            salts: salts_of(&record),
             stored,
             step_index: index as u64,
             prev_hash: prev,

@@ -80,6 +80,8 @@ pub struct StoredStep {
     pub body_digest: [u8; 32],
     /// `input_task`, `output_content`, `block_reason`, `metadata`, in slot order.
     pub slots: [FieldValue; step::slot::COUNT],
+    /// The salt of each live slot (an auditor needs it to recompute the commitment).
+    pub salts: [Option<[u8; 32]>; step::slot::COUNT],
 }
 
 fn damaged(record: &Record, why: String) -> Error {
@@ -106,8 +108,11 @@ pub fn read_step(record: &Record) -> Result<Option<StoredStep>, Error> {
     }
     let mut slots: [FieldValue; step::slot::COUNT] =
         std::array::from_fn(|_| FieldValue::Text(String::new()));
-    for (index, value) in slots.iter_mut().enumerate() {
-        *value = match record.slot(index)? {
+    let mut salts = [None; step::slot::COUNT];
+    for (index, (value, salt_out)) in slots.iter_mut().zip(salts.iter_mut()).enumerate() {
+        let (slot, salt) = record.slot_with_salt(index)?;
+        *salt_out = salt;
+        *value = match slot {
             OwnedSlot::Live(bytes) => FieldValue::Text(
                 String::from_utf8(bytes)
                     .map_err(|_| damaged(record, format!("slot {index} is not UTF-8")))?,
@@ -124,6 +129,7 @@ pub fn read_step(record: &Record) -> Result<Option<StoredStep>, Error> {
         offset: view.offset(),
         body_digest: view.body_digest(),
         slots,
+        salts,
     }))
 }
 

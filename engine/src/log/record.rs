@@ -55,8 +55,13 @@ impl Record {
     /// Reads slot `index`, tolerating a concurrent erasure: a slot that fails its CRC is
     /// re-read from the file before it is reported as corrupt.
     pub fn slot(&self, index: usize) -> Result<OwnedSlot, Error> {
+        self.slot_with_salt(index).map(|(slot, _)| slot)
+    }
+
+    /// [`Record::slot`], with the slot's salt when it is live.
+    pub fn slot_with_salt(&self, index: usize) -> Result<(OwnedSlot, Option<[u8; 32]>), Error> {
         let view = self.view();
-        let first = view.slot(index).map(OwnedSlot::from);
+        let first = view.slot(index).map(with_salt);
         let err = match first {
             Ok(slot) => return Ok(slot),
             Err(e) => e,
@@ -88,7 +93,7 @@ impl Record {
         &self,
         range: std::ops::Range<usize>,
         content_len: u64,
-    ) -> Result<OwnedSlot, Error> {
+    ) -> Result<(OwnedSlot, Option<[u8; 32]>), Error> {
         let file =
             segments::open_segment(self.storage.as_ref(), self.segment_base, OpenMode::Read)?;
         let mut buf = vec![0u8; range.len()];
@@ -102,8 +107,16 @@ impl Record {
                 e.to_string(),
             )
         })?;
-        Ok(OwnedSlot::from(slot))
+        Ok(with_salt(slot))
     }
+}
+
+fn with_salt(slot: SlotView<'_>) -> (OwnedSlot, Option<[u8; 32]>) {
+    let salt = match &slot {
+        SlotView::Live { salt, .. } => Some(**salt),
+        SlotView::Erased { .. } => None,
+    };
+    (OwnedSlot::from(slot), salt)
 }
 
 /// A slot's content, owned.
