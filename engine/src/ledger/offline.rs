@@ -82,6 +82,7 @@ pub fn verify_envelope(env: &Value) -> Result<EnvelopeReport, String> {
     };
     let mut prev = [0u8; 32];
     let mut last_offset: Option<u64> = None;
+    let as_of = env.get("as_of_offset").and_then(Value::as_u64);
     for (i, step) in steps.iter().enumerate() {
         let index = i as u64;
         let step_id = step
@@ -89,7 +90,7 @@ pub fn verify_envelope(env: &Value) -> Result<EnvelopeReport, String> {
             .and_then(Value::as_str)
             .unwrap_or("?")
             .to_string();
-        match check_step(step, index, &prev, &report, &mut last_offset) {
+        match check_step(step, index, &prev, &report, &mut last_offset, as_of) {
             Ok((hash, redacted)) => {
                 report.steps_redacted += u64::from(redacted);
                 prev = hash;
@@ -139,6 +140,7 @@ fn check_step(
     prev: &[u8; 32],
     report: &EnvelopeReport,
     last_offset: &mut Option<u64>,
+    as_of: Option<u64>,
 ) -> Result<([u8; 32], bool), String> {
     if uint(step, "step_index")? != index {
         return Err(format!(
@@ -162,8 +164,14 @@ fn check_step(
         return Err("offset does not increase".to_string());
     }
     *last_offset = Some(offset);
+    if as_of.is_none_or(|end| offset >= end) {
+        return Err("offset is not below the envelope's as_of_offset".to_string());
+    }
     let fork_origin = match step.get("fork_origin") {
         None | Some(Value::Null) => None,
+        Some(_) if index > 0 => {
+            return Err("fork_origin on a step other than step 0".to_string());
+        }
         Some(o) => Some(ForkOrigin {
             parent_run_id: text(o, "parent_run_id")?.to_string(),
             parent_step_index: uint(o, "parent_step_index")?,
