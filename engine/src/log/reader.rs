@@ -34,9 +34,14 @@ pub struct LogReader {
 pub(crate) struct ReaderCache {
     segments: std::sync::Mutex<Vec<u64>>,
     indexes: std::sync::Mutex<std::collections::HashMap<u64, Arc<Vec<IndexEntry>>>>,
-    /// Whole-segment maps for point reads, each covering the segment up to a durable end.
-    maps: std::sync::Mutex<std::collections::HashMap<u64, Mapped>>,
+    /// Segment files recently opened by point reads.
+    files: std::sync::Mutex<Vec<(u64, Arc<dyn StorageFile>, Option<u64>)>>,
 }
+
+/// Bytes a point read fetches first (a typical frame fits; a larger one takes a second read).
+const POINT_READ_BYTES: u64 = 2048;
+/// Segment files a reader keeps open for point reads.
+const POINT_FILES: usize = 8;
 
 /// The durable state a reader works against: HEAD and the segments it covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,29 +189,8 @@ impl LogReader {
                 "a projection points past the durable log",
             ));
         }
-        let header = frame::FRAME_HEADER_BYTES as u64;
-        let map = {
-            let mut maps = self.cache.maps.lock().unwrap_or_else(|p| p.into_inner());
-            let cached = maps.get(&base).filter(|m| {
-                let len = m.len() as u64;
-                position + header <= len
-                    && crate::format::u32_at(m, usize::try_from(position).unwrap_or(usize::MAX))
-                        .is_some_and(|frame_len| position + u64::from(frame_len) <= len)
-            });
-            match cached {
-                Some(m) => m.clone(),
-                None => {
-                    let end = segment_end(self.storage.as_ref(), snapshot, base)?;
-                    let file = segments::open_segment(self.storage.as_ref(), base, OpenMode::Read)?;
-                    let map = file
-                        .map(0, end)
-                        .map_err(|e| Error::io(format!("mapping {}", name()), e))?;
-                    maps.insert(base, map.clone());
-                    map
-                }
-            }
-        };
-        let start = usize::try_from(position).unwrap_or(usize::MAX);
+        let (map, window_start) = self.point_window(snapshot, base, position)?;
+        let start = usize::try_from(position - window_start).unwrap_or(usize::MAX);
         let bytes = map.get(start..).unwrap_or(&[]);
         let view = frame::decode(bytes, frame::FRAME_BYTES_STRUCTURAL_MAX)
             .map_err(|e| Error::corrupt(name(), position, Some(offset), e.to_string()))?;
@@ -227,6 +211,74 @@ impl LogReader {
             position,
             storage: self.storage.clone(),
         })
+    }
+
+    /// The bytes of the frame at `position` of segment `base`, read with `pread` into memory
+    /// this reader owns (at most two reads): point reads pin no mapped pages, so memory stays
+    /// flat however much of the log they touch.
+    fn point_window(
+        &self,
+        snapshot: &Snapshot,
+        base: u64,
+        position: u64,
+    ) -> Result<(Mapped, u64), Error> {
+        let name = || segment_file_name(base);
+        let header = frame::FRAME_HEADER_BYTES as u64;
+        let active = base == snapshot.head.active_base;
+        let (file, end) = {
+            let mut cache = self.cache.files.lock().unwrap_or_else(|p| p.into_inner());
+            let i = match cache.iter().position(|(b, _, _)| *b == base) {
+                Some(i) => i,
+                None => {
+                    let f = segments::open_segment(self.storage.as_ref(), base, OpenMode::Read)?;
+                    cache.push((base, f, None));
+                    if cache.len() > POINT_FILES {
+                        cache.remove(0);
+                    }
+                    cache.len() - 1
+                }
+            };
+            let (_, file, sealed_len) = cache.get_mut(i).ok_or(Error::Closed)?;
+            // The active segment is read only below HEAD's durable end; a sealed one's length
+            // is final, so it is asked for once.
+            let end = match (active, *sealed_len) {
+                (true, _) => snapshot.head.durable_len,
+                (false, Some(len)) => len,
+                (false, None) => {
+                    let len = file
+                        .len()
+                        .map_err(|e| Error::io(format!("reading the length of {}", name()), e))?;
+                    *sealed_len = Some(len);
+                    len
+                }
+            };
+            (file.clone(), end)
+        };
+        let io = |e| Error::io(format!("reading {}", name()), e);
+        let first = POINT_READ_BYTES.min(end.saturating_sub(position));
+        let mut buf = vec![0u8; usize::try_from(first).unwrap_or(0)];
+        file.read_exact_at(&mut buf, position).map_err(io)?;
+        let frame_len = crate::format::u32_at(&buf, 0).map_or(0, u64::from);
+        if frame_len < header || position + frame_len > end {
+            return Err(Error::corrupt(
+                name(),
+                position,
+                None,
+                format!("no whole frame at this position (length {frame_len})"),
+            ));
+        }
+        let frame_len = usize::try_from(frame_len).map_err(|_| {
+            Error::corrupt(name(), position, None, "frame length overflows".to_string())
+        })?;
+        if buf.len() < frame_len {
+            let have = buf.len();
+            buf.resize(frame_len, 0);
+            let rest = buf.get_mut(have..).unwrap_or(&mut []);
+            file.read_exact_at(rest, position + have as u64)
+                .map_err(io)?;
+        }
+        buf.truncate(frame_len);
+        Ok((Mapped::owned(buf), position))
     }
 
     /// Sparse index entries of segment `base` that lie below `end` bytes (empty when the
