@@ -35,8 +35,11 @@ pub(crate) struct ReaderCache {
     segments: std::sync::Mutex<Vec<u64>>,
     indexes: std::sync::Mutex<std::collections::HashMap<u64, Arc<Vec<IndexEntry>>>>,
     /// Segment files recently opened by point reads.
-    files: std::sync::Mutex<Vec<(u64, Arc<dyn StorageFile>, Option<u64>)>>,
+    files: std::sync::Mutex<Vec<PointFile>>,
 }
+
+/// A segment file kept open for point reads: its base, the file, and its length once sealed.
+type PointFile = (u64, Arc<dyn StorageFile>, Option<u64>);
 
 /// Bytes a point read fetches first (a typical frame fits; a larger one takes a second read).
 const POINT_READ_BYTES: u64 = 2048;
