@@ -438,9 +438,7 @@ fn reads_follow_runs_across_segment_rolls_in_a_reader_that_opened_before_them() 
     // and new segments follow, and that every chain verifies across segments.
     let dir = tempfile::tempdir().unwrap();
     let options = meshflow_suite::small_options();
-    let ledger = Ledger::open(dir.path(), options.clone(), "default")
-        .unwrap()
-        .0;
+    let ledger = Ledger::open(dir.path(), options, "default").unwrap().0;
     let reader = Ledger::open_read_only(dir.path(), options, "default").unwrap();
     ledger
         .append(request("R", "n0", 0.01), Durability::Sync)
