@@ -359,13 +359,17 @@ pub mod ledger {
         })
     }
 
-    /// Phase C: verify the log (frames, global chain, slots), then rebuild every run's chain
-    /// from the records.
+    /// Phase C: open the ledger read-only (runs view from its checkpoint) and verify the log
+    /// (frames, global chain, slots) and every run chain in one pass.
     pub fn phase_c(dir: &Path) -> Result<PhaseResult, LedgerError> {
         let started = Instant::now();
         let ledger = Ledger::open_read_only(dir, LogOptions::default(), TENANT)?;
-        let report = ledger.reader().verify()?;
-        ledger.list_runs()?;
+        let (report, chains) = ledger.verify_all()?;
+        if chains.iter().any(|c| !c.valid) {
+            return Err(LedgerError::Conflict {
+                reason: "phase C found an invalid chain".to_string(),
+            });
+        }
         let secs = started.elapsed().as_secs_f64();
         Ok(PhaseResult {
             phase: "C".to_string(),

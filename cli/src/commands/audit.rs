@@ -8,7 +8,8 @@ use meshflow_engine::format::note::{self, Verified};
 use meshflow_engine::ledger::anchor;
 use meshflow_engine::ledger::export::{hex, report_json};
 use meshflow_engine::ledger::offline::{verify_export, EnvelopeReport};
-use meshflow_engine::ledger::{ChainReport, Ledger};
+use meshflow_engine::ledger::{ChainReport, Ledger, LedgerError};
+use meshflow_engine::Error;
 use serde_json::json;
 
 use super::ledger::open_read;
@@ -207,13 +208,23 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<u8> {
 }
 
 fn verify_all(cli: &Cli, ledger: &Ledger) -> Result<u8> {
-    // The whole log first: frames, the global chain, erased slots (exit 3 on damage).
-    let log = ledger.reader().verify()?;
+    // One pass: frames, the global chain, erased slots (exit 3 on damage) and every run chain.
+    let (log, reports) = match ledger.verify_all() {
+        Ok(r) => r,
+        Err(e) => {
+            let offset = match &e {
+                LedgerError::Log(Error::Verify(v)) => Some(v.offset),
+                LedgerError::Log(Error::Corrupt(c)) => c.offset,
+                _ => None,
+            };
+            let at = offset.and_then(|o| ledger.describe_offset(o));
+            return Err(match at {
+                Some(step) => anyhow::Error::from(e).context(format!("in {step}")),
+                None => e.into(),
+            });
+        }
+    };
     let mut out = std::io::stdout().lock();
-    let mut reports = Vec::new();
-    for run in ledger.list_runs()? {
-        reports.push(ledger.verify_chain(&run)?);
-    }
     let invalid = reports.iter().filter(|r| !r.valid).count();
     if cli.json {
         let value = json!({

@@ -528,6 +528,10 @@ impl<'a> FrameView<'a> {
     }
     /// Recomputes the chain hash from `prev_hash` as stored, the header and the body.
     pub fn compute_hash(&self) -> [u8; 32] {
+        self.compute_hash_with_body(&self.body_digest())
+    }
+    /// [`FrameView::compute_hash`] with the body digest already computed.
+    pub fn compute_hash_with_body(&self, body_digest: &[u8; 32]) -> [u8; 32] {
         let fields = ChainFields {
             offset: self.offset(),
             kind: self.kind(),
@@ -536,7 +540,7 @@ impl<'a> FrameView<'a> {
             batch_len: self.batch_len(),
             tenant: self.tenant(),
         };
-        chain::chain_hash(&self.prev_hash(), &fields, &self.body_digest())
+        chain::chain_hash(&self.prev_hash(), &fields, body_digest)
     }
     /// Checks that slot `index`'s live content matches its commitment (erased slots pass).
     pub fn slot_matches_commitment(&self, index: usize) -> Result<bool, slot::SlotError> {

@@ -2,10 +2,13 @@
 //! Every read is scoped to the handle's tenant; an unknown run is [`LedgerError::NotFound`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use crate::error::Error;
+use crate::format::frame::FrameView;
 use crate::format::segment_header::{segment_file_name, SEGMENT_HEADER_BYTES};
-use crate::log::{Record, Snapshot};
+use crate::log::{Record, Snapshot, VerifyReport};
 
 use super::export::{round_to, short_hex};
 use super::record::{read_step, FieldValue, StoredStep};
@@ -507,5 +510,153 @@ impl Ledger {
                     .read_at(snapshot, next, SEGMENT_HEADER_BYTES as u64, next)
             })
             .ok()
+    }
+
+    /// Verifies the whole log (frames, the global chain, every slot and erasure) and every run
+    /// chain in one pass: each step's entry hash is recomputed on the verify workers from the
+    /// body digest they already computed, against the chain the runs view recorded. Returns
+    /// the log report and a chain report for each run of the handle's tenant (newest first).
+    /// A damaged or re-hashed record fails the whole call with the log's error, like
+    /// `log verify`; [`Ledger::describe_offset`] names the step it belongs to.
+    pub fn verify_all(&self) -> Result<(VerifyReport, Vec<ChainReport>), LedgerError> {
+        struct Expect {
+            offset: u64,
+            run: usize,
+            index: u64,
+            prev: [u8; 32],
+            expected: [u8; 32],
+        }
+        let snapshot = self.reader().snapshot()?;
+        let end = snapshot.head.next_offset;
+        let (runs, table) = {
+            let view = self.refresh()?;
+            let mut runs: Vec<(String, String, u64, u64)> = Vec::new();
+            let mut table = Vec::new();
+            for run in view.runs.values() {
+                let r = runs.len();
+                let mut prev = [0u8; 32];
+                let mut count = 0u64;
+                for (i, s) in run.steps.iter().take_while(|s| s.offset < end).enumerate() {
+                    table.push(Expect {
+                        offset: s.offset,
+                        run: r,
+                        index: i as u64,
+                        prev,
+                        expected: s.entry_hash,
+                    });
+                    prev = s.entry_hash;
+                    count += 1;
+                }
+                let last = run
+                    .steps
+                    .iter()
+                    .take_while(|s| s.offset < end)
+                    .last()
+                    .map_or(0, |s| s.offset);
+                runs.push((run.tenant.clone(), run.run_id.clone(), count, last));
+            }
+            table.sort_unstable_by_key(|e| e.offset);
+            (runs, table)
+        };
+        let failures: Mutex<Vec<(usize, ChainError)>> = Mutex::new(Vec::new());
+        let redacted: Vec<AtomicU64> = runs.iter().map(|_| AtomicU64::new(0)).collect();
+        let hook = |_record: &Record, view: &FrameView<'_>, body: &[u8; 32]| {
+            if view.kind() != step::KIND_STEP {
+                return;
+            }
+            let offset = view.offset();
+            let step_id = step::peek_ids(view.payload()).map_or("?", |(_, s)| s);
+            let fail = |run: usize, index: u64, hash: &'static str, what: String| {
+                let e = ChainError {
+                    step_index: index,
+                    step_id: step_id.to_string(),
+                    hash,
+                    message: format!("step {index} ({step_id}): {what}"),
+                };
+                failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((run, e));
+            };
+            let Ok(i) = table.binary_search_by_key(&offset, |e| e.offset) else {
+                fail(
+                    usize::MAX,
+                    0,
+                    "record",
+                    format!("the step at offset {offset} belongs to no run of the runs view"),
+                );
+                return;
+            };
+            let Some(e) = table.get(i) else { return };
+            let recomputed = step::entry_hash(&e.prev, e.index, offset, view.tenant(), body);
+            if recomputed != e.expected {
+                fail(
+                    e.run,
+                    e.index,
+                    "entry_hash",
+                    format!(
+                        "entry_hash mismatch — record was modified (expected={}... got={}...)",
+                        short_hex(&e.expected),
+                        short_hex(&recomputed)
+                    ),
+                );
+            }
+            let erased = (0..view.slot_count()).any(|k| {
+                view.slot_range(k)
+                    .and_then(|r| crate::format::u32_at(view.bytes(), r.start))
+                    == Some(crate::format::slot::SLOT_STATE_ERASED)
+            });
+            if erased {
+                if let Some(c) = redacted.get(e.run) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        };
+        let report = self.reader().verify_with(snapshot, &hook)?;
+        let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+        failures.sort_by_key(|(run, e)| (*run, e.step_index));
+        let mut order: Vec<usize> = (0..runs.len())
+            .filter(|r| runs.get(*r).is_some_and(|(t, _, _, _)| *t == self.tenant))
+            .collect();
+        order.sort_by_key(|r| std::cmp::Reverse(runs.get(*r).map_or(0, |x| x.3)));
+        let reports = order
+            .into_iter()
+            .filter_map(|r| {
+                let (_, run_id, count, _) = runs.get(r)?;
+                let errors: Vec<ChainError> = failures
+                    .iter()
+                    .filter(|(fr, _)| *fr == r)
+                    .map(|(_, e)| e.clone())
+                    .collect();
+                Some(ChainReport {
+                    run_id: run_id.clone(),
+                    valid: errors.is_empty(),
+                    steps_verified: *count,
+                    steps_redacted: redacted.get(r).map_or(0, |c| c.load(Ordering::Relaxed)),
+                    errors,
+                })
+            })
+            .collect();
+        if let Some((_, e)) = failures.iter().find(|(r, _)| *r == usize::MAX) {
+            return Err(LedgerError::Log(Error::verify(
+                "runs view",
+                0,
+                0,
+                e.message.clone(),
+            )));
+        }
+        Ok((report, reports))
+    }
+
+    /// Names the step a log offset holds (`step 3 (id) of run 'R'`), for error messages.
+    pub fn describe_offset(&self, offset: u64) -> Option<String> {
+        let view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
+        view.runs.values().find_map(|run| {
+            let i = run.steps.binary_search_by_key(&offset, |s| s.offset).ok()?;
+            Some(format!(
+                "step {i} of run '{}' (tenant '{}')",
+                run.run_id, run.tenant
+            ))
+        })
     }
 }

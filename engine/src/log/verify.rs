@@ -54,11 +54,15 @@ struct ChunkResult {
     error: Option<(u64, Error)>,
 }
 
-fn check_chunk(chunk: &[Record]) -> ChunkResult {
+/// A check the layer above runs on each record during [`LogReader::verify_with`], on the
+/// worker threads, given the record's body digest (already computed for its chain hash).
+pub type RecordHook<'a> = dyn Fn(&Record, &FrameView<'_>, &[u8; 32]) + Sync + 'a;
+
+fn check_chunk(chunk: &[Record], hook: &RecordHook<'_>) -> ChunkResult {
     let mut out = ChunkResult::default();
     for record in chunk {
         let view = record.view();
-        if let Err(e) = check_record(record, &view, &mut out) {
+        if let Err(e) = check_record(record, &view, &mut out, hook) {
             out.error = Some((view.offset(), e));
             break;
         }
@@ -67,9 +71,15 @@ fn check_chunk(chunk: &[Record]) -> ChunkResult {
 }
 
 /// The per-record work: recompute the chain hash and check every slot.
-fn check_record(record: &Record, view: &FrameView<'_>, out: &mut ChunkResult) -> Result<(), Error> {
+fn check_record(
+    record: &Record,
+    view: &FrameView<'_>,
+    out: &mut ChunkResult,
+    hook: &RecordHook<'_>,
+) -> Result<(), Error> {
     let name = || segment_file_name(record.segment_base());
-    if view.compute_hash() != view.hash() {
+    let body = view.body_digest();
+    if view.compute_hash_with_body(&body) != view.hash() {
         return Err(Error::verify(
             name(),
             record.position(),
@@ -112,6 +122,7 @@ fn check_record(record: &Record, view: &FrameView<'_>, out: &mut ChunkResult) ->
             }
         }
     }
+    hook(record, view, &body);
     Ok(())
 }
 
@@ -312,6 +323,16 @@ impl LogReader {
     /// offset: [`Error::Corrupt`] for damaged bytes, [`Error::Verify`] for mismatched hashes.
     pub fn verify(&self) -> Result<VerifyReport, Error> {
         let snapshot = self.snapshot()?;
+        self.verify_with(snapshot, &|_, _, _| {})
+    }
+
+    /// [`LogReader::verify`] of `snapshot`, running `hook` on every record whose frame, chain
+    /// hash and slots checked out (on worker threads, in no particular order).
+    pub fn verify_with(
+        &self,
+        snapshot: super::reader::Snapshot,
+        hook: &RecordHook<'_>,
+    ) -> Result<VerifyReport, Error> {
         let head = snapshot.head;
         let mut scan = self.scan_snapshot(snapshot, 0)?;
         let workers = std::thread::available_parallelism()
@@ -328,7 +349,7 @@ impl LogReader {
                 let done_tx = done_tx.clone();
                 scope.spawn(move || {
                     for chunk in work_rx {
-                        if done_tx.send(check_chunk(&chunk)).is_err() {
+                        if done_tx.send(check_chunk(&chunk, hook)).is_err() {
                             break;
                         }
                     }
