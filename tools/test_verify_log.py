@@ -3,7 +3,7 @@
 Run:  MESHFLOW_TEST_LOG=/path/to/log python3 -m unittest tools/test_verify_log.py
 
 MESHFLOW_TEST_LOG names a valid meshflow log directory, for example one made by
-`meshflow demo --dir /tmp/vlog1` (4,001 records; every case then runs in well under a
+`meshflow demo --dir /tmp/vlog1` (4,002 records: 4,000 steps, one erasure, one checkpoint-digest event; every case then runs in well under a
 second). The tests never modify it: each case copies it to a temporary directory, tampers
 with the copy and checks the exit code of verify_log.py. Without MESHFLOW_TEST_LOG the
 log-based tests are skipped; the CRC and hash test vectors of docs/log-format.md always run.

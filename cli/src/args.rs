@@ -189,7 +189,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE", requires = "pubkey")]
     pub trusted_checkpoint: Option<PathBuf>,
     /// Verifier key of the trusted checkpoint's signer: the key text, or a file holding it.
-    #[arg(long, value_name = "KEY")]
+    #[arg(long, value_name = "KEY", requires = "trusted_checkpoint")]
     pub pubkey: Option<String>,
 }
 

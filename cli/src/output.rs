@@ -42,14 +42,18 @@ pub fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()
 /// Creates `path` for writing; an existing file is an error (nothing is overwritten).
 pub fn create_new(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
     use anyhow::Context;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .with_context(|| {
-            format!(
-                "creating {} (an existing file is never overwritten)",
-                path.display()
-            )
-        })
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    // Exports hold personal data: readable by their owner only, like the log's own files.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).with_context(|| {
+        format!(
+            "creating {} (an existing file is never overwritten)",
+            path.display()
+        )
+    })
 }

@@ -413,8 +413,9 @@ pub mod ledger {
         })
     }
 
-    /// Phase E: reopen the ledger for writing until ready to append (the runs view is rebuilt
-    /// from the log); the median of `tries`.
+    /// Phase E: reopen the ledger for writing until ready to append (the runs view loads its
+    /// checkpoint, written when the log was last closed, and applies the tail); the median of
+    /// `tries`.
     pub fn phase_e(dir: &Path, tries: u32) -> Result<PhaseResult, LedgerError> {
         let mut latencies = Vec::new();
         let mut records = 0;

@@ -2,8 +2,9 @@
 //! step a record whose payload holds the step's scalar fields and whose two slots hold
 //! `input_task` and `output_content` of P bytes, appended round-robin across runs.
 //!
-//! The payload here is a compact fixed layout that stands in for the ledger's step event until
-//! the ledger defines it; its size is close to the real event's.
+//! [`Workload::record`] is the bare-log form (a compact fixed payload close in size to a step
+//! event, used by `--layer log` and the peer comparison); [`Workload::step_request`] is the same
+//! step as the ledger takes it (`--layer ledger`).
 
 use crate::log::RecordInput;
 

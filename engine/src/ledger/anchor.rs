@@ -10,6 +10,8 @@ use crate::error::Error;
 use crate::format::note::{self, Checkpoint, SignerKey};
 use crate::log::LogReader;
 
+use super::checkpoint::store;
+
 /// File name of the note for a log of `size` records.
 pub fn note_file_name(size: u64) -> String {
     format!("log-{size:020}.note")
@@ -52,18 +54,23 @@ pub fn write_current(
             e,
         )
     };
-    std::fs::create_dir_all(&cdir).map_err(io)?;
+    store::create_private_dir(&cdir).map_err(io)?;
     let path = cdir.join(note_file_name(checkpoint.size));
     let tmp = cdir.join(format!(
         ".{}.tmp-{}",
         note_file_name(checkpoint.size),
         std::process::id()
     ));
-    std::fs::write(&tmp, &text).map_err(io)?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
+    store::create_private_file(&tmp)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, text.as_bytes())?;
+            f.sync_all()
+        })
         .map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(io)?;
+    std::fs::File::open(&cdir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
     Ok((text, path))
 }
 
@@ -112,7 +119,8 @@ pub fn check_log(reader: &LogReader, trusted: &Checkpoint) -> Result<Result<(), 
 }
 
 /// A new Ed25519 key pair for signing notes: (signer key, verifier key) in the signed-note
-/// encodings. The seed comes from the operating system's CSPRNG (through `rand`'s thread RNG).
+/// encodings. The seed comes from `rand`'s thread RNG, a ChaCha CSPRNG seeded from the
+/// operating system.
 pub fn generate_key(name: &str) -> Result<(String, String), Error> {
     use rand::RngCore;
     let mut seed = [0u8; 32];

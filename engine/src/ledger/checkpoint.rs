@@ -385,6 +385,30 @@ pub mod store {
     use crate::ledger::runs::RunsView;
     use crate::log::LogReader;
 
+    /// Creates `dir` (and its parents) with mode 0700, as the log directory is.
+    pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir)
+    }
+
+    /// Creates (truncating) `path` with mode 0600, as the log's files are.
+    pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        options.open(path)
+    }
+
     /// How the view was loaded when the ledger opened.
     #[derive(Debug, Clone, Default, PartialEq, Eq)]
     pub struct LoadReport {
@@ -475,12 +499,12 @@ pub mod store {
     ) -> Result<Binding, Error> {
         let cdir = dir.join(DIR);
         let io = |what: &str, e| Error::io(format!("{what} in {}", cdir.display()), e);
-        std::fs::create_dir_all(&cdir).map_err(|e| io("creating the checkpoint directory", e))?;
+        create_private_dir(&cdir).map_err(|e| io("creating the checkpoint directory", e))?;
         let (bytes, binding) = encode(view, global_hash);
         let name = file_name(binding.offset);
         let tmp = cdir.join(format!(".{name}.tmp-{}", std::process::id()));
         let result = (|| -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = create_private_file(&tmp)?;
             f.write_all(&bytes)?;
             f.sync_all()?;
             std::fs::rename(&tmp, cdir.join(&name))?;

@@ -27,9 +27,9 @@ pub struct LogReader {
 }
 
 /// What a reader (and its clones) remembers between lookups: the segment list and the index
-/// entries already read. Both only ever grow: segments are never deleted and index entries
+/// entries already read, which only ever grow (segments are never deleted and index entries
 /// are appended, so a cached entry stays true; entries past a snapshot's durable end are
-/// filtered on use.
+/// filtered on use), and a few segment files kept open for point reads.
 #[derive(Debug, Default)]
 pub(crate) struct ReaderCache {
     segments: std::sync::Mutex<Vec<u64>>,
@@ -173,9 +173,9 @@ impl LogReader {
     }
 
     /// The record at a place an earlier scan reported ([`Record::segment_base`],
-    /// [`Record::position`]), which must hold `offset`: one CRC-checked frame decode through a
-    /// cached map of the whole segment, with no index lookup and no scan. Used by projections
-    /// that remember where each record lives.
+    /// [`Record::position`]), which must hold `offset`: one `pread` of the frame (two when it is
+    /// larger than 2 KiB) and one CRC-checked decode, with no index lookup and no scan. Used by
+    /// projections that remember where each record lives.
     pub fn read_at(
         &self,
         snapshot: &Snapshot,

@@ -554,7 +554,10 @@ fn sequence_one(
     }
     match state.sequence(bytes, metas, receipts) {
         Ok(()) => Ok(()),
-        Err(e @ (Error::Rejected { .. } | Error::InvalidInput { .. })) => Err(e),
+        // Only a refusal by admission leaves the writer's state untouched; any other failure
+        // (I/O, or a malformed prepared frame met halfway through a batch) may leave part of
+        // the batch sealed and admission's state ahead of the log, so the writer stops.
+        Err(e @ Error::Rejected { .. }) => Err(e),
         Err(e) => {
             set_poison(poisoned, &e);
             let reason = e.to_string();
