@@ -8,6 +8,7 @@ Envelopes are built here by a small encoder of their own, written from docs/audi
 section 5 is checked against both this encoder and the verifier's primitives.
 """
 
+import base64
 import copy
 import hashlib
 import json
@@ -121,6 +122,20 @@ def redact(step, name, k):
     step[name] = {"redacted": True, "length": len(c),
                   "commitment": _commit(k, bytes.fromhex(step["salts"][name]), c).hex()}
     del step["salts"][name]
+
+
+ORIGIN = "meshflow-log/0123456789abcdef"
+SIG_B64 = base64.b64encode(bytes(range(68))).decode("ascii")   # key id[4] + signature[64]
+
+
+def make_note(size, digest, origin=ORIGIN, signers=("auditor",)):
+    """A checkpoint note (docs/audit-chain.md section 8) built with the standard library's
+    base64: origin, size, hash lines, a blank line, then signature lines (not real
+    signatures: the verifier does not check them)."""
+    text = "%s\n%d\n%s\n\n" % (origin, size, base64.b64encode(digest).decode("ascii"))
+    for name in signers:
+        text += "\u2014 %s %s\n" % (name, SIG_B64)
+    return text
 
 
 def check(env_or_list, trusted=None):
@@ -380,7 +395,7 @@ class TestTampering(unittest.TestCase):
     def test_salt_not_32_bytes(self):
         env = make_envelope(n=1)
         env["steps"][0]["salts"]["input_task"] = "ff" * 31
-        self.assert_fails(env, "salt of input_task is not 64 hex digits")
+        self.assert_fails(env, "salt of input_task is not 64 lower-case hex digits")
 
     def test_bad_prev_hash(self):
         env = make_envelope(n=3)
@@ -389,6 +404,63 @@ class TestTampering(unittest.TestCase):
         env = make_envelope(n=3)
         env["steps"][0]["prev_hash"] = "00" * 32
         self.assert_fails(env, "step 0 (A-s0): prev_hash mismatch (expected \"\"")
+
+    def test_prev_hash_empty_only_on_step_0(self):
+        env = make_envelope(n=3)
+        env["steps"][1]["prev_hash"] = ""
+        r = self.assert_fails(env, "step 1 (A-s1): prev_hash mismatch (expected ",
+                              "which only step 0 may have")
+        # The entry hash is still checked (with the expected predecessor): it matches.
+        self.assertEqual(len(r["runs"][0]["errors"]), 1, r)
+
+    def test_upper_case_hex_is_invalid(self):
+        """Section 7 (Conventions): hashes, salts and commitments are lower-case hex."""
+        env = make_envelope(n=2)
+        env["steps"][1]["entry_hash"] = env["steps"][1]["entry_hash"].upper()
+        self.assert_fails(env, "step 1 (A-s1): entry_hash is not 64 lower-case hex digits")
+        env = make_envelope(n=2)
+        env["steps"][1]["prev_hash"] = env["steps"][1]["prev_hash"].upper()
+        self.assert_fails(env, "step 1 (A-s1): prev_hash is not 64 lower-case hex digits")
+        env = make_envelope(n=2)
+        env["steps"][0]["salts"]["block_reason"] = "AB" * 32
+        self.assert_fails(env, "salt of block_reason is not 64 lower-case hex digits")
+        env = make_envelope(n=2)
+        redact(env["steps"][0], "input_task", 0)
+        env["steps"][0]["input_task"]["commitment"] = \
+            env["steps"][0]["input_task"]["commitment"].upper()
+        self.assert_fails(env, "redacted input_task: commitment is not 64 lower-case hex")
+        env = make_envelope(n=1)
+        env["global_hash_at"] = "AB" * 32
+        self.assert_fails(env, "global_hash_at is not 64 lower-case hex digits")
+        env = make_envelope(n=1)
+        env["steps"][0]["fork_origin"] = {"parent_run_id": "P", "parent_step_index": 0,
+                                          "parent_entry_hash": "CD" * 32, "parent_offset": 1}
+        self.assert_fails(env, "fork_origin.parent_entry_hash is not 64 lower-case hex")
+
+    def test_fork_origin_parent_run_id_follows_run_id_rules(self):
+        env = make_envelope(n=1)
+        env["steps"][0]["fork_origin"] = {"parent_run_id": "", "parent_step_index": 0,
+                                          "parent_entry_hash": "cd" * 32, "parent_offset": 1}
+        self.assert_fails(env, "fork_origin.parent_run_id is empty")
+
+    def test_unknown_keys_are_ignored(self):
+        env = make_envelope(n=2)
+        env["exported_by"] = "someone"
+        env["steps"][0]["extra"] = {"x": 1}
+        env["steps"][1]["salts"]["not_a_slot"] = "zz"
+        redact(env["steps"][1], "input_task", 0)
+        env["steps"][1]["input_task"]["note"] = "erased on request"
+        env["steps"][1]["salts"]["input_task"] = "ff" * 32   # salt of an erased slot: ignored
+        self.assertTrue(check(env)["valid"])
+
+    def test_global_hash_at_and_as_of_offset_agree_on_an_empty_log(self):
+        env = make_envelope(n=0)
+        env["global_hash_at"] = ""
+        self.assert_fails(env, "global_hash_at is \"\" (an empty log) but as_of_offset is")
+        env["as_of_offset"] = 0
+        self.assertTrue(check(env)["valid"])
+        env["global_hash_at"] = "ab" * 32
+        self.assert_fails(env, "global_hash_at is set but as_of_offset is 0")
 
     def test_offsets_must_increase(self):
         env = make_envelope(n=3)
@@ -528,28 +600,239 @@ class TestCli(unittest.TestCase):
         self.assertTrue(res["valid"])
         self.assertEqual(res["runs"][0]["head_entry_hash"], "")
 
-    def test_trusted_checkpoint_provisional(self):
-        note = "meshflow checkpoint\n42\nabcd\n\n— sig\n"
-        cpfile = self.write("cp.txt", note)
-        env = make_envelope(n=2)
-        # No checkpoint in the envelope.
-        cp = run_cli(self.write("e.json", env), "--trusted-checkpoint", cpfile)
-        self.assertEqual(cp.returncode, 1)
-        self.assertIn("envelope has no checkpoint to compare", cp.stdout)
-        # Same text: passes (compared as text only).
-        env["checkpoint"] = note
-        cp = run_cli(self.write("e.json", env), "--trusted-checkpoint", cpfile)
+    def test_help_says_signatures_are_not_checked(self):
+        cp = run_cli("--help")
+        self.assertEqual(cp.returncode, 0)
+        self.assertIn("SIGNATURES ARE NOT CHECKED", cp.stdout)
+        self.assertIn("Ed25519", cp.stdout)
+
+
+# ---- checkpoint notes and --trusted-checkpoint (section 8) -------------------------------
+
+
+class TestNoteParsing(unittest.TestCase):
+    def test_signed_and_unsigned(self):
+        digest = hashlib.sha256(b"x").digest()
+        for signers in ((), ("auditor",), ("a", "witness-2")):
+            with self.subTest(signers=signers):
+                n = verify_export.parse_note(make_note(25, digest, signers=signers))
+                self.assertEqual((n["origin"], n["size"], n["hash"], n["signers"]),
+                                 (ORIGIN, 25, digest, list(signers)))
+
+    def test_malformed(self):
+        good = make_note(25, bytes(range(32)))
+        h = base64.b64encode(bytes(range(32))).decode("ascii")
+        for name, text in (
+                ("empty", ""),
+                ("crlf", good.replace("\n", "\r\n")),
+                ("no blank line", "%s\n25\n%s\n" % (ORIGIN, h)),
+                ("no final line feed", good.rstrip("\n")),
+                ("two lines", "%s\n25\n\n" % ORIGIN),
+                ("origin", good.replace(ORIGIN, "other-log/0123456789abcdef")),
+                ("origin upper-case", good.replace(ORIGIN, ORIGIN.upper())),
+                ("size leading zero", good.replace("\n25\n", "\n025\n")),
+                ("size zero", good.replace("\n25\n", "\n0\n")),
+                ("size not decimal", good.replace("\n25\n", "\n0x19\n")),
+                ("hash hex", good.replace(h, "ab" * 32)),
+                ("hash unpadded", good.replace(h, h.rstrip("="))),
+                ("hash url-safe", make_note(1, b"\xfb" * 32).replace("+", "-")),
+                ("hash 31 bytes", good.replace(h, base64.b64encode(bytes(31)).decode())),
+                ("signature line", good + "- auditor %s\n" % SIG_B64),
+                ("signature base64", good.replace(SIG_B64, "not*base64")),
+                ("signature fields", good.replace(SIG_B64, SIG_B64 + " extra"))):
+            with self.subTest(name=name):
+                with self.assertRaises(verify_export.NoteError):
+                    verify_export.parse_note(text)
+
+
+class TestTrustedCheckpoint(unittest.TestCase):
+    DIGEST = hashlib.sha256(b"chain hash of record 24").digest()
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+        self.note = self.write("trusted.note", make_note(25, self.DIGEST))
+
+    def write(self, name, obj_or_text):
+        p = os.path.join(self.tmp.name, name)
+        with open(p, "w", encoding="utf-8") as fh:
+            if isinstance(obj_or_text, str):
+                fh.write(obj_or_text)
+            else:
+                json.dump(obj_or_text, fh, ensure_ascii=False)
+        return p
+
+    def envelope(self, as_of=25, global_hash=None, **over):
+        env = make_envelope(n=3, **over)          # offsets 10, 13, 16
+        env["as_of_offset"] = as_of
+        env["global_hash_at"] = (global_hash or self.DIGEST).hex()
+        return env
+
+    def run_both(self, env):
+        p = self.write("e.json", env)
+        return (run_cli(p, "--trusted-checkpoint", self.note),
+                run_cli(p, "--trusted-checkpoint", self.note, "--json"))
+
+    def test_anchored(self):
+        env = self.envelope()
+        cp, cj = self.run_both(env)
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+        self.assertIn("OK run 'A'", cp.stdout)
+        self.assertIn("  anchored: export at offset 25 = checkpoint size 25", cp.stdout)
+        self.assertIn("signatures NOT checked", cp.stdout)
+        self.assertIn("Ed25519", cp.stdout)
+        self.assertIn(self.DIGEST.hex(), cp.stdout)
+        self.assertEqual(cj.returncode, 0)
+        res = json.loads(cj.stdout)
+        self.assertEqual(res["runs"][0]["anchor"], "anchored")
+        self.assertIs(res["signature_checked"], False)
+        self.assertIs(res["anchored"], True)
+        self.assertEqual(res["trusted_checkpoint"],
+                         {"origin": ORIGIN, "size": 25, "hash": self.DIGEST.hex(),
+                          "signers": ["auditor"]})
+        # With the same note embedded in the envelope, too.
+        env["checkpoint"] = make_note(25, self.DIGEST, signers=("operator",))
+        cp, _ = self.run_both(env)
         self.assertEqual(cp.returncode, 0, cp.stdout)
-        self.assertIn("PROVISIONAL", cp.stdout)
-        # Different text: fails.
-        env["checkpoint"] = note.replace("42", "41")
-        cp = run_cli(self.write("e.json", env), "--trusted-checkpoint", cpfile)
+
+    def test_failed_same_size_other_hash(self):
+        env = self.envelope(global_hash=hashlib.sha256(b"rewritten").digest())
+        cp, cj = self.run_both(env)
+        self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
+        self.assertIn("FAIL run 'A'", cp.stdout)
+        self.assertIn("checkpoint: anchor FAILED: export at offset 25 = checkpoint size 25 "
+                      "but global_hash_at", cp.stdout)
+        self.assertIn("signatures NOT checked", cp.stdout)
+        res = json.loads(cj.stdout)
+        self.assertEqual(cj.returncode, 1)
+        self.assertEqual(res["runs"][0]["anchor"], "failed")
+        self.assertFalse(res["runs"][0]["valid"])
+        self.assertIs(res["signature_checked"], False)
+        self.assertIs(res["anchored"], False)
+
+    def test_failed_on_an_empty_global_hash(self):
+        env = self.envelope()
+        env["global_hash_at"] = ""
+        cp, cj = self.run_both(env)
         self.assertEqual(cp.returncode, 1)
-        self.assertIn("differs from the trusted checkpoint", cp.stdout)
-        # Unreadable checkpoint file: usage error.
-        cp = run_cli(self.write("e.json", env), "--trusted-checkpoint",
-                     os.path.join(self.tmp.name, "nope"))
-        self.assertEqual(cp.returncode, 2)
+        self.assertEqual(json.loads(cj.stdout)["runs"][0]["anchor"], "failed")
+
+    def test_not_anchorable(self):
+        for as_of in (24, 30):
+            with self.subTest(as_of=as_of):
+                env = self.envelope(as_of=as_of,
+                                    global_hash=hashlib.sha256(b"other state").digest())
+                cp, cj = self.run_both(env)
+                self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+                self.assertIn("OK run 'A'", cp.stdout)
+                self.assertIn("  not anchorable offline (export at offset %d, checkpoint at "
+                              "size 25)" % as_of, cp.stdout)
+                # Not anchored: its head is printed for comparison.
+                self.assertIn(env["head_entry_hash"], cp.stdout.splitlines()[-1])
+                res = json.loads(cj.stdout)
+                self.assertEqual(cj.returncode, 0)
+                self.assertTrue(res["valid"])
+                self.assertEqual(res["runs"][0]["anchor"], "not-anchorable")
+                self.assertIs(res["anchored"], False)
+                self.assertIs(res["signature_checked"], False)
+
+    def test_array_mixed(self):
+        a = self.envelope(run_id="A")
+        b = self.envelope(run_id="B", as_of=40)
+        cp = run_cli(self.write("a.json", [a, b]), "--trusted-checkpoint", self.note, "--json")
+        self.assertEqual(cp.returncode, 0, cp.stdout)
+        res = json.loads(cp.stdout)
+        self.assertEqual([r["anchor"] for r in res["runs"]], ["anchored", "not-anchorable"])
+        self.assertIs(res["anchored"], False)
+
+    def test_malformed_note_is_a_usage_error(self):
+        env_path = self.write("e.json", self.envelope())
+        h = base64.b64encode(self.DIGEST).decode("ascii")
+        for name, text in (("garbage", "this is not a note\n"),
+                           ("hex hash", "%s\n25\n%s\n\n" % (ORIGIN, self.DIGEST.hex())),
+                           ("no blank line", "%s\n25\n%s\n" % (ORIGIN, h)),
+                           ("bad size", "%s\ntwenty\n%s\n\n" % (ORIGIN, h))):
+            with self.subTest(name=name):
+                bad = self.write("bad.note", text)
+                cp = run_cli(env_path, "--trusted-checkpoint", bad)
+                self.assertEqual(cp.returncode, 2, cp.stdout + cp.stderr)
+                self.assertEqual(len(cp.stderr.strip().splitlines()), 1, cp.stderr)
+                self.assertIn("is not a checkpoint note", cp.stderr)
+                self.assertEqual(cp.stdout, "")
+                cj = run_cli(env_path, "--trusted-checkpoint", bad, "--json")
+                self.assertEqual(cj.returncode, 2)
+                self.assertFalse(json.loads(cj.stdout)["valid"])
+        # Not UTF-8, or unreadable: usage errors too.
+        p = os.path.join(self.tmp.name, "latin1.note")
+        with open(p, "wb") as fh:
+            fh.write(b"\xff\xfe\n")
+        self.assertEqual(run_cli(env_path, "--trusted-checkpoint", p).returncode, 2)
+        self.assertEqual(run_cli(env_path, "--trusted-checkpoint",
+                                 os.path.join(self.tmp.name, "nope")).returncode, 2)
+
+    def test_embedded_checkpoint_larger_than_as_of_offset_fails(self):
+        env = self.envelope(as_of=20, global_hash=hashlib.sha256(b"at 19").digest())
+        env["checkpoint"] = make_note(25, self.DIGEST)
+        cp, cj = self.run_both(env)
+        self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
+        self.assertIn("checkpoint size 25 is larger than as_of_offset 20", cp.stdout)
+        self.assertEqual(json.loads(cj.stdout)["runs"][0]["anchor"], "not-anchorable")
+        # It is an inconsistency of the envelope itself: it fails without a trusted note too.
+        r = check(env)
+        self.assertFalse(r["valid"])
+        self.assertTrue(any("is larger than as_of_offset" in e for e in r["runs"][0]["errors"]))
+
+    def test_embedded_checkpoint_contradicting_the_trusted_one_fails(self):
+        # Same size, other hash (the export's log was rewritten before its newest note).
+        env = self.envelope(as_of=30, global_hash=hashlib.sha256(b"at 29").digest())
+        env["checkpoint"] = make_note(25, hashlib.sha256(b"forged").digest())
+        cp, cj = self.run_both(env)
+        self.assertEqual(cp.returncode, 1, cp.stdout)
+        self.assertIn("the log was rewritten", cp.stdout)
+        self.assertEqual(json.loads(cj.stdout)["runs"][0]["anchor"], "failed")
+        # Another origin.
+        env["checkpoint"] = make_note(20, self.DIGEST, origin="meshflow-log/fedcba9876543210")
+        cp, cj = self.run_both(env)
+        self.assertEqual(cp.returncode, 1, cp.stdout)
+        self.assertIn("comes from another log", cp.stdout)
+        self.assertEqual(json.loads(cj.stdout)["runs"][0]["anchor"], "failed")
+        # Same origin, older note: consistent.
+        env["checkpoint"] = make_note(20, hashlib.sha256(b"at 19").digest())
+        cp, _ = self.run_both(env)
+        self.assertEqual(cp.returncode, 0, cp.stdout)
+
+
+class TestEmbeddedCheckpoint(unittest.TestCase):
+    """Section 6: `checkpoint` is null or the text of a checkpoint note (section 8)."""
+
+    def test_embedded_note_consistent(self):
+        env = make_envelope(n=2)                 # as_of_offset 21, global_hash_at ab..ab
+        env["checkpoint"] = make_note(21, bytes.fromhex("ab" * 32))
+        self.assertTrue(check(env)["valid"])
+        env["checkpoint"] = make_note(5, bytes(32), signers=())
+        self.assertTrue(check(env)["valid"])
+
+    def test_embedded_note_at_as_of_offset_must_match_global_hash_at(self):
+        env = make_envelope(n=2)
+        env["checkpoint"] = make_note(21, bytes.fromhex("cd" * 32))
+        r = check(env)
+        self.assertFalse(r["valid"])
+        self.assertIn("has hash cdcdcdcdcdcd... but global_hash_at is abababababab...",
+                      r["runs"][0]["errors"][0])
+
+    def test_embedded_checkpoint_malformed_or_missing(self):
+        for value in ("not a note", 42, {"size": 1}):
+            with self.subTest(value=value):
+                env = make_envelope(n=1)
+                env["checkpoint"] = value
+                r = check(env)
+                self.assertFalse(r["valid"])
+                self.assertIn("checkpoint is neither null nor a checkpoint note",
+                              r["runs"][0]["errors"][0])
+        env = make_envelope(n=1)
+        del env["checkpoint"]
+        r = check(env)
+        self.assertEqual(r["runs"][0]["errors"], ["envelope: missing key 'checkpoint'"])
 
 
 class CommittedVectors(unittest.TestCase):

@@ -4,9 +4,9 @@
 This file was written from docs/audit-chain.md (and docs/log-format.md for notation) only:
 no Rust source of the engine or the CLI was read while writing it, so that it checks the
 document as much as the export. Where the document is silent or ambiguous, the choice made
-here is marked "SPEC-GAP" in a comment.
+here is marked "SPEC-GAP" in a comment; choices the document settles cite its section.
 
-Usage:  python3 tools/verify_export.py FILE|- [--json] [--trusted-checkpoint FILE]
+Usage:  python3 tools/verify_export.py FILE|- [--json] [--trusted-checkpoint NOTE]
 
 FILE holds one run export envelope (a JSON object) or a JSON array of them (section 6).
 For every envelope it performs the checks of section 7, for every step in order:
@@ -19,22 +19,40 @@ For every envelope it performs the checks of section 7, for every step in order:
   4. the entry hash (section 4) is recomputed and must equal entry_hash;
 
 then step_count must equal the number of steps, head_entry_hash the last entry hash ("" for an
-empty run), and offsets must increase. It also enforces the field rules of section 2 (ids of
-1-128 UTF-8 bytes without control characters, finite numbers, cost/carbon/duration >= 0, ...),
-the tenant rules of docs/log-format.md section 3.2, and the value types of section 6.
+empty run), offsets must strictly increase and stay below as_of_offset, and fork_origin may
+only be set on step 0. It also enforces the conventions of section 7 (hashes, salts and
+commitments as 64 lower-case hex digits, the zero hash before step 0 written "", unique keys,
+unknown keys ignored), the field rules of section 2 (ids of 1-128 UTF-8 bytes without control
+characters, finite numbers, cost/carbon/duration >= 0, ...), the tenant rules of
+docs/log-format.md section 3.2, and the value types of section 6. An embedded `checkpoint`
+must be null or a checkpoint note (section 8) consistent with the envelope: its size at most
+as_of_offset, and its hash equal to global_hash_at when its size is as_of_offset.
 
 A valid envelope is internally consistent; without a trusted anchor a consistent rewrite of a
 whole run, or a run cut short with step_count and head_entry_hash adjusted, is undetectable:
 the verifier prints the head(s) it checked so they can be compared with a head obtained
 another way.
 
-Exit codes: 0 every envelope verifies, 1 some check failed, 2 usage error or input that is not
-JSON / not an export envelope (one line on stderr).
+--trusted-checkpoint NOTE (section 8, offline): NOTE is a checkpoint note kept by the auditor.
+An envelope taken when the log had exactly the note's size (as_of_offset == size) is anchored
+when its global_hash_at equals the note's hash, and fails otherwise; any other envelope is
+"not anchorable offline" (not a failure). An embedded checkpoint that contradicts the note
+(another origin, or the same size with another hash) fails. Signatures are NOT checked: the
+Python standard library has no Ed25519, so NOTE must itself come from a trusted place
+(`meshflow audit verify --trusted-checkpoint NOTE --pubkey KEY` checks them). Offline the
+steps are not linked to global_hash_at (that needs the log's records), so an anchor ties the
+export's stated log state to the note, not the run's content.
+
+Exit codes: 0 every envelope verifies, 1 some check failed (including an anchor that fails),
+2 usage error, a malformed trusted note, or input that is not JSON / not an export envelope
+(one line on stderr).
 
 Standard library only.
 """
 
 import argparse
+import base64
+import binascii
 import hashlib
 import json
 import math
@@ -64,8 +82,14 @@ ID_MAX_BYTES = 128
 TIMESTAMP_MAX_BYTES = 64
 TENANT_MAX_BYTES = 64          # docs/log-format.md section 3.2
 
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_HEX64_LOWER = re.compile(r"[0-9a-f]{64}")
+# Section 7 (Conventions): every hash, salt and commitment is exactly 64 lower-case hex digits.
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+# Section 8: checkpoint notes.
+NOTE_ORIGIN_PREFIX = "meshflow-log/"
+_NOTE_ORIGIN = re.compile(r"meshflow-log/[0-9a-f]{16}")
+_NOTE_SIZE = re.compile(r"[1-9][0-9]*")
+_NOTE_SIG_PREFIX = "\u2014 "        # EM DASH, space
 
 # ---------------------------------------------------------------------------------------
 # Primitives (sections 1-4).
@@ -195,8 +219,8 @@ def check_id(v):
 
 
 def check_tenant(v):
-    # The tenant is not a payload field; its rules are those of a log record's tenant
-    # (docs/log-format.md section 3.2: 1-64 bytes of UTF-8, no Cc).
+    # Section 7 (Conventions): the tenant hashed is the envelope's `tenant`, 1-64 bytes of
+    # UTF-8 without control characters (docs/log-format.md section 3.2).
     return check_text(v, TENANT_MAX_BYTES)
 
 
@@ -222,13 +246,12 @@ def check_f64(v, non_negative):
     return x
 
 
-def parse_hash(v, lower_only=False):
-    """64 hex digits -> 32 bytes, or FieldError."""
+def parse_hash(v):
+    """64 lower-case hex digits (section 7, Conventions) -> 32 bytes, or FieldError."""
     if not isinstance(v, str):
         raise FieldError("is not a string")
-    pat = _HEX64_LOWER if lower_only else _HEX64
-    if not pat.fullmatch(v):
-        raise FieldError("is not 64 %shex digits" % ("lower-case " if lower_only else ""))
+    if not _HEX64.fullmatch(v):
+        raise FieldError("is not 64 lower-case hex digits")
     return bytes.fromhex(v)
 
 
@@ -264,12 +287,73 @@ def disp_quoted(v):
 
 
 # ---------------------------------------------------------------------------------------
+# Checkpoint notes (section 8).
+
+
+class NoteError(Exception):
+    pass
+
+
+def parse_note(text):
+    """Parse a checkpoint note (section 8): three lines (origin, decimal size, standard base64
+    of the 32-byte chain hash of record size - 1), each ending in a line feed, a blank line,
+    then zero or more signature lines "\u2014 <key name> <base64>" each ending in a line feed.
+    Returns {"origin", "size", "hash" (32 bytes), "signers" (key names)}; raises NoteError.
+    Signatures are parsed for their form only, never checked (no Ed25519 here)."""
+    if not isinstance(text, str):
+        raise NoteError("is not a text")
+    if "\r" in text:
+        raise NoteError("contains a carriage return (lines end in a line feed only)")
+    if not text.endswith("\n"):
+        raise NoteError("does not end in a line feed (an unsigned note ends after the blank "
+                        "line)")
+    lines = text[:-1].split("\n")
+    if len(lines) < 4 or lines[3] != "":
+        raise NoteError("is not three lines (origin, size, hash) followed by a blank line")
+    origin, size_text, hash_text = lines[0], lines[1], lines[2]
+    if not _NOTE_ORIGIN.fullmatch(origin):
+        raise NoteError("origin %r is not %s<16 lower-case hex digits>"
+                        % (origin[:80], NOTE_ORIGIN_PREFIX))
+    if not _NOTE_SIZE.fullmatch(size_text):
+        # SPEC-GAP: section 8 says "decimal"; no leading zeros (the C2SP rule) and size >= 1
+        # (the origin names record 0, so a note of an empty log cannot exist) are assumed.
+        raise NoteError("size %r is not a decimal number >= 1 without leading zeros"
+                        % size_text[:40])
+    size = int(size_text)
+    if size > U64_MAX:
+        raise NoteError("size %s is out of the u64 range" % size_text[:40])
+    try:
+        digest = base64.b64decode(hash_text.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error, ValueError):
+        raise NoteError("hash line %r is not standard base64" % hash_text[:60])
+    if len(digest) != 32 or base64.b64encode(digest).decode("ascii") != hash_text:
+        raise NoteError("hash line %r is not the standard base64 (with padding) of 32 bytes"
+                        % hash_text[:60])
+    signers = []
+    for n, line in enumerate(lines[4:], start=5):
+        parts = line[len(_NOTE_SIG_PREFIX):].split(" ")
+        if not line.startswith(_NOTE_SIG_PREFIX) or len(parts) != 2 or not parts[0]:
+            raise NoteError("line %d is not a signature line (\u2014 <key name> <base64>)" % n)
+        try:
+            sig = base64.b64decode(parts[1].encode("ascii"), validate=True)
+        except (UnicodeEncodeError, binascii.Error, ValueError):
+            sig = b""
+        if len(sig) < 5:
+            raise NoteError("line %d: the signature is not base64 of a key id and a signature"
+                            % n)
+        signers.append(parts[0])
+    return {"origin": origin, "size": size, "hash": digest, "signers": signers}
+
+
+# ---------------------------------------------------------------------------------------
 # Verifying one envelope (section 7).
 
 
-def verify_envelope(env, trusted_checkpoint=None):
-    """Check one envelope (a dict whose `format` is EXPORT_FORMAT). Returns a result dict:
-    run_id, tenant, valid, steps_verified, steps_redacted, head_entry_hash, errors."""
+def verify_envelope(env, trusted_note=None):
+    """Check one envelope (a dict whose `format` is EXPORT_FORMAT). `trusted_note` is None or
+    a parse_note() result. Returns a result dict: run_id, tenant, valid, steps_verified,
+    steps_redacted, head_entry_hash, errors, and with a trusted note also anchor
+    ("anchored" | "failed" | "not-anchorable") and anchor_detail (a sentence)."""
     errors = []
 
     def env_error(msg):
@@ -314,15 +398,45 @@ def verify_envelope(env, trusted_checkpoint=None):
         except FieldError as e:
             env_error("envelope: as_of_offset %s" % e)
             as_of = None
+    global_hash = None          # 32 bytes when global_hash_at is a usable hash
     if global_hash_at is _MISSING:
         env_error("envelope: missing key 'global_hash_at'")
     elif global_hash_at != "":
         try:
-            parse_hash(global_hash_at)
+            global_hash = parse_hash(global_hash_at)
         except FieldError as e:
             env_error("envelope: global_hash_at %s (nor \"\")" % e)
-    # SPEC-GAP: `checkpoint` refers to a "section 7" that does not describe checkpoints; its
-    # form is not specified, so it is not checked unless --trusted-checkpoint is given.
+    # Section 6: global_hash_at is the chain hash at as_of_offset - 1, "" for an empty log
+    # (whose next offset is 0).
+    if as_of is not None and global_hash_at == "" and as_of != 0:
+        env_error("envelope: global_hash_at is \"\" (an empty log) but as_of_offset is %d"
+                  % as_of)
+    if as_of == 0 and global_hash is not None:
+        env_error("envelope: global_hash_at is set but as_of_offset is 0 (an empty log has no "
+                  "chain hash)")
+
+    # Section 6: `checkpoint` is the text of the latest checkpoint note of the log (section 8)
+    # when one was taken, or null. A note taken before the export covers at most as_of_offset
+    # records; at exactly as_of_offset its hash is the chain hash global_hash_at names.
+    embedded = None
+    cp_text = env.get("checkpoint", _MISSING)
+    if cp_text is _MISSING:
+        env_error("envelope: missing key 'checkpoint'")
+    elif cp_text is not None:
+        try:
+            embedded = parse_note(cp_text)
+        except NoteError as e:
+            env_error("envelope: checkpoint is neither null nor a checkpoint note: it %s" % e)
+    if embedded is not None and as_of is not None:
+        if embedded["size"] > as_of:
+            env_error("envelope: checkpoint size %d is larger than as_of_offset %d: the note "
+                      "claims records the export says the log did not have"
+                      % (embedded["size"], as_of))
+        elif (embedded["size"] == as_of and global_hash is not None
+              and embedded["hash"] != global_hash):
+            env_error("envelope: checkpoint at size %d has hash %s but global_hash_at is %s "
+                      "(the same record)" % (as_of, short(embedded["hash"]),
+                                             short(global_hash)))
 
     if steps is _MISSING:
         env_error("envelope: missing key 'steps'")
@@ -371,15 +485,20 @@ def verify_envelope(env, trusted_checkpoint=None):
         prev_for_hash = expected_prev
         if prev_field is _MISSING:
             err("missing key 'prev_hash'")
-        elif expected_prev == ZERO32:
-            # SPEC-GAP: 32 zero bytes are shown as "" (section 4, section 6); 64 '0' digits
-            # are not accepted as an alternative spelling.
+        elif i == 0:
+            # Section 7 (Conventions): the zero hash before step 0 is written "", and 64 '0'
+            # digits there are invalid.
             if prev_field != "":
                 err("prev_hash mismatch (expected \"\" (32 zero bytes) got %s)"
                     % short(prev_field))
+        elif prev_field == "":
+            # "" stands for the zero hash before step 0 only (section 7, Conventions).
+            err("prev_hash mismatch (expected %s got \"\", which only step 0 may have)"
+                % (short(expected_prev) if expected_prev is not None else "the previous "
+                   "step's entry hash"))
         else:
             try:
-                got = ZERO32 if prev_field == "" else parse_hash(prev_field)
+                got = parse_hash(prev_field)
             except FieldError as e:
                 err("prev_hash %s" % e)
                 got = None
@@ -400,6 +519,7 @@ def verify_envelope(env, trusted_checkpoint=None):
                 err("offset %s" % e)
                 offset = None
         if offset is not None:
+            # Section 7: offsets strictly increase and each is below as_of_offset.
             if prev_offset is not None and offset <= prev_offset:
                 err("offset %d does not increase (previous step's offset is %d)"
                     % (offset, prev_offset))
@@ -476,8 +596,8 @@ def verify_envelope(env, trusted_checkpoint=None):
                     pairs = None
                 elif pairs is not None:
                     pairs.append((length, commitment))
-                # SPEC-GAP: a salt listed for a redacted slot is ignored (section 6 lists
-                # salts only for non-erased slots but does not forbid extra entries).
+                # A salt listed for a redacted slot is ignored (section 6 lists salts only
+                # for non-erased slots; section 7: keys not listed in section 6 are ignored).
             else:
                 err("%s is neither a string nor a {\"redacted\": true, ...} object" % name)
                 pairs = None
@@ -520,8 +640,9 @@ def verify_envelope(env, trusted_checkpoint=None):
         fields["tokens_used"] = field("tokens_used", check_u64)
         fields["carbon_gco2"] = field("carbon_gco2", lambda v: check_f64(v, True))
         fields["duration_ms"] = field("duration_ms", lambda v: check_f64(v, True))
-        # SPEC-GAP: "ISO 8601 as given": the syntax is not validated, nor control characters
-        # (the rule only says 1-64 bytes).
+        # SPEC-GAP: section 2 says "ISO 8601 as given, 1-64 bytes": the syntax is not
+        # validated, nor control characters (the "no control character" rule is stated for
+        # the ids, not for the timestamp).
         fields["timestamp"] = field("timestamp",
                                     lambda v: check_text(v, TIMESTAMP_MAX_BYTES, False))
 
@@ -536,7 +657,7 @@ def verify_envelope(env, trusted_checkpoint=None):
             payload_ok = False
         else:
             if i != 0:
-                # Section 2: "present only on a forked run's first step".
+                # Section 2 and section 7: fork_origin may be non-null only on step 0.
                 err("fork_origin is set on a step that is not the run's first")
             parsed = {}
             for key, checker in (("parent_run_id", check_id),
@@ -549,7 +670,7 @@ def verify_envelope(env, trusted_checkpoint=None):
                         raise FieldError("is missing")
                     parsed[key] = checker(v)
                 except FieldError as e:
-                    # SPEC-GAP: parent_run_id takes the run_id rules (section 2 gives none).
+                    # Section 7: parent_run_id follows the run_id rules.
                     err("fork_origin.%s %s" % (key, e))
                     payload_ok = False
             if payload_ok:
@@ -610,7 +731,7 @@ def verify_envelope(env, trusted_checkpoint=None):
                       "got %s)" % short(head))
     else:
         try:
-            head_bytes = parse_hash(head, lower_only=True)
+            head_bytes = parse_hash(head)
         except FieldError as e:
             env_error("envelope: head_entry_hash %s" % e)
             head_bytes = None
@@ -618,27 +739,58 @@ def verify_envelope(env, trusted_checkpoint=None):
             env_error("envelope: head_entry_hash mismatch (expected %s (last step's entry "
                       "hash) got %s)" % (short(expected_prev), short(head)))
 
-    # -- PROVISIONAL: --trusted-checkpoint --------------------------------------------
-    # The checkpoint format and its signature are not specified yet (section 6 points to a
-    # "section 7" that does not describe them). Until they are, the trusted checkpoint is
-    # only compared, as text, with the envelope's `checkpoint` field: this proves neither a
-    # signature nor that the checkpoint covers this run's head.
-    if trusted_checkpoint is not None:
-        cp = env.get("checkpoint", None)
-        if cp is None:
-            env_error("checkpoint: envelope has no checkpoint to compare")
-        elif not isinstance(cp, str):
-            env_error("checkpoint: the envelope's checkpoint is not a text note, cannot "
-                      "compare")
-        elif cp != trusted_checkpoint:
-            hint = ""
-            if cp.rstrip("\r\n") == trusted_checkpoint.rstrip("\r\n"):
-                hint = " (they differ only in trailing line breaks)"
-            env_error("checkpoint: the envelope's checkpoint differs from the trusted "
-                      "checkpoint%s" % hint)
-    # -- end PROVISIONAL ---------------------------------------------------------------
+    # -- the trusted checkpoint (section 8, offline) ------------------------------------
+    # Signatures are not checked (no Ed25519 in the standard library): the caller trusts
+    # the note's text. An export taken at exactly the note's size is anchored when its
+    # global_hash_at equals the note's hash and fails otherwise; any other export cannot be
+    # anchored without the log. An embedded note that contradicts the trusted one fails too.
+    anchor = anchor_detail = None
+    if trusted_note is not None:
+        t_size, t_hash = trusted_note["size"], trusted_note["hash"]
+        contradictions = []
+        if embedded is not None:
+            if embedded["origin"] != trusted_note["origin"]:
+                contradictions.append(
+                    "checkpoint: the envelope's checkpoint has origin %s, the trusted "
+                    "checkpoint %s: the export comes from another log (or one rewritten from "
+                    "record 0)" % (embedded["origin"], trusted_note["origin"]))
+            elif embedded["size"] == t_size and embedded["hash"] != t_hash:
+                contradictions.append(
+                    "checkpoint: the envelope's checkpoint at size %d has hash %s, the "
+                    "trusted checkpoint %s: the log was rewritten"
+                    % (t_size, short(embedded["hash"]), short(t_hash)))
+        if as_of is None:
+            anchor = "failed"
+            anchor_detail = ("cannot be anchored: as_of_offset is missing or unusable "
+                             "(see above)")
+        elif as_of == t_size:
+            if global_hash is not None and global_hash == t_hash:
+                anchor = "anchored"
+                anchor_detail = ("anchored: export at offset %d = checkpoint size %d and "
+                                 "global_hash_at equals the trusted checkpoint's hash"
+                                 % (as_of, t_size))
+            else:
+                anchor = "failed"
+                anchor_detail = ("anchor FAILED: export at offset %d = checkpoint size %d but "
+                                 "global_hash_at %s differs from the trusted checkpoint's hash "
+                                 "%s: the log was rewritten or the export altered"
+                                 % (as_of, t_size, short(global_hash_at)
+                                    if isinstance(global_hash_at, str) else "<unusable>",
+                                    short(t_hash)))
+                errors.append("checkpoint: " + anchor_detail)
+        else:
+            anchor = "not-anchorable"
+            anchor_detail = ("not anchorable offline (export at offset %d, checkpoint at size "
+                             "%d)" % (as_of, t_size))
+        if contradictions:
+            errors.extend(contradictions)
+            anchor = "failed"
+            if anchor_detail.startswith("not anchorable") or \
+                    anchor_detail.startswith("anchored"):
+                anchor_detail = ("anchor FAILED: the envelope's checkpoint contradicts the "
+                                 "trusted checkpoint (see above)")
 
-    return {
+    result = {
         "run_id": run_id if isinstance(run_id, str) else None,
         "tenant": tenant if isinstance(tenant, str) else None,
         "valid": not errors,
@@ -647,6 +799,10 @@ def verify_envelope(env, trusted_checkpoint=None):
         "head_entry_hash": head if isinstance(head, str) else None,
         "errors": errors,
     }
+    if trusted_note is not None:
+        result["anchor"] = anchor
+        result["anchor_detail"] = anchor_detail
+    return result
 
 
 # ---------------------------------------------------------------------------------------
@@ -661,8 +817,8 @@ def _no_duplicate_keys(pairs):
     obj = {}
     for k, v in pairs:
         if k in obj:
-            # SPEC-GAP: JSON parsers disagree on duplicate keys (first or last wins); an
-            # envelope with one could read differently to different auditors, so refuse it.
+            # Section 7 (Conventions): keys are unique. JSON parsers disagree on duplicates
+            # (first or last wins), so the input is refused as not an envelope (exit 2).
             raise InputError("duplicate key %r in a JSON object" % k)
         obj[k] = v
     return obj
@@ -701,8 +857,9 @@ def parse_document(data):
     return envs
 
 
-def verify_document(envs, trusted_checkpoint=None):
-    runs = [verify_envelope(e, trusted_checkpoint) for e in envs]
+def verify_document(envs, trusted_note=None):
+    """trusted_note: None or a parse_note() result."""
+    runs = [verify_envelope(e, trusted_note) for e in envs]
     return {"valid": all(r["valid"] for r in runs), "runs": runs}
 
 
@@ -717,19 +874,34 @@ def run_line(r):
         if r["steps_redacted"]:
             red += " (content unverifiable)"
         head = r["head_entry_hash"] or '"" (empty run)'
-        return "OK %s: %d step(s) verified, %s, head %s" % (who, r["steps_verified"], red, head)
-    lines = ["FAIL %s: %d error(s)" % (who, len(r["errors"]))]
-    lines += ["  " + e for e in r["errors"]]
+        lines = ["OK %s: %d step(s) verified, %s, head %s"
+                 % (who, r["steps_verified"], red, head)]
+    else:
+        lines = ["FAIL %s: %d error(s)" % (who, len(r["errors"]))]
+        lines += ["  " + e for e in r["errors"]]
+    if r.get("anchor") is not None and r["anchor"] != "failed":
+        # A failed anchor is one of the errors listed above.
+        lines.append("  " + r["anchor_detail"])
     return "\n".join(lines)
 
 
-def final_note(result, anchored):
-    if anchored:
-        return ("note: --trusted-checkpoint was compared with each envelope's checkpoint as "
-                "text only (PROVISIONAL): its signature and whether it covers the head are not "
-                "checked yet, so it is not yet a trusted anchor.")
+SIGNATURE_NOTE = ("signatures NOT checked: the Python standard library has no Ed25519, so the "
+                  "trusted checkpoint file itself must come from a trusted place (`meshflow "
+                  "audit verify --trusted-checkpoint NOTE --pubkey KEY` checks signatures)")
+
+
+def final_note(result, trusted_note=None):
     heads = ["run %s: %s" % (disp_quoted(r["run_id"]), r["head_entry_hash"] or '""')
-             for r in result["runs"] if r["valid"]]
+             for r in result["runs"] if r["valid"] and r.get("anchor") != "anchored"]
+    if trusted_note is not None:
+        note = ("note: trusted checkpoint %s, size %d, hash %s; %s. An anchor compares "
+                "global_hash_at only: offline the steps are not linked to it (that needs the "
+                "log)" % (trusted_note["origin"], trusted_note["size"],
+                          trusted_note["hash"].hex(), SIGNATURE_NOTE))
+        if heads:
+            note += ("; runs not anchored: compare the head(s) checked with one obtained "
+                     "another way: " + "; ".join(heads))
+        return note
     note = ("note: no trusted anchor (--trusted-checkpoint) was given: a consistent rewrite of "
             "a whole run, or a run cut short with step_count and head_entry_hash adjusted, is "
             "undetectable; compare the head(s) checked with one obtained another way")
@@ -741,20 +913,27 @@ def final_note(result, anchored):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(
-        prog="verify_export.py",
-        description="Verify meshflow run export envelopes against docs/audit-chain.md "
-                    "(exit 0 valid, 1 a check failed, 2 usage error or not an envelope).")
-    ap.add_argument("file", metavar="FILE", help="export JSON file, or - for stdin")
-    ap.add_argument("--json", action="store_true", help="print a JSON result on stdout")
-    ap.add_argument("--trusted-checkpoint", metavar="FILE",
-                    help="PROVISIONAL: require each envelope's checkpoint to equal the text "
-                         "of FILE (signatures are not checked yet)")
-    args = ap.parse_args(argv)  # exits 2 on usage errors
     try:
         sys.stdout.reconfigure(errors="backslashreplace")
     except AttributeError:
         pass
+    ap = argparse.ArgumentParser(
+        prog="verify_export.py",
+        description="Verify meshflow run export envelopes against docs/audit-chain.md "
+                    "(exit 0 valid, 1 a check failed, 2 usage error, malformed trusted note "
+                    "or not an envelope).")
+    ap.add_argument("file", metavar="FILE", help="export JSON file, or - for stdin")
+    ap.add_argument("--json", action="store_true", help="print a JSON result on stdout")
+    ap.add_argument("--trusted-checkpoint", metavar="NOTE",
+                    help="a checkpoint note (docs/audit-chain.md section 8) kept by the "
+                         "auditor. An export with as_of_offset equal to the note's size is "
+                         "anchored when its global_hash_at equals the note's hash and fails "
+                         "otherwise; other exports are reported as not anchorable offline. "
+                         "SIGNATURES ARE NOT CHECKED: the Python standard library has no "
+                         "Ed25519, so NOTE itself must come from a trusted place (`meshflow "
+                         "audit verify --trusted-checkpoint NOTE --pubkey KEY` checks "
+                         "signatures). A malformed NOTE is a usage error (exit 2).")
+    args = ap.parse_args(argv)  # exits 2 on usage errors
 
     def usage_fail(msg):
         print("verify_export: ERROR: %s" % msg, file=sys.stderr)
@@ -766,9 +945,13 @@ def main(argv=None):
     if args.trusted_checkpoint is not None:
         try:
             with open(args.trusted_checkpoint, "rb") as fh:
-                trusted = fh.read().decode("utf-8")
+                trusted = parse_note(fh.read().decode("utf-8"))
         except (OSError, UnicodeDecodeError) as e:
             return usage_fail("cannot read trusted checkpoint %s: %s"
+                              % (args.trusted_checkpoint, e))
+        except NoteError as e:
+            return usage_fail("trusted checkpoint %s is not a checkpoint note "
+                              "(docs/audit-chain.md section 8): it %s"
                               % (args.trusted_checkpoint, e))
     try:
         if args.file == "-":
@@ -784,15 +967,24 @@ def main(argv=None):
         return usage_fail("%s: %s" % ("<stdin>" if args.file == "-" else args.file, e))
 
     result = verify_document(envs, trusted)
-    note = final_note(result, trusted is not None)
+    note = final_note(result, trusted)
     if args.json:
         out = dict(result)
-        out["anchored"] = False
+        # "anchored": every run anchored to a trusted checkpoint (false without one).
+        out["anchored"] = bool(trusted is not None and result["runs"] and
+                               all(r["anchor"] == "anchored" for r in result["runs"]))
+        if trusted is not None:
+            out["signature_checked"] = False
+            out["trusted_checkpoint"] = {"origin": trusted["origin"],
+                                         "size": trusted["size"],
+                                         "hash": trusted["hash"].hex(),
+                                         "signers": trusted["signers"]}
         out["note"] = note
         print(json.dumps(out, ensure_ascii=False))
     else:
         if not envs:
-            # SPEC-GAP: an export of a tenant without runs is `[]`; nothing to verify.
+            # SPEC-GAP: section 6 does not say what an export of a tenant without runs is;
+            # an empty array is accepted as nothing to verify (exit 0).
             print("no run envelopes in the input: nothing verified")
         for r in result["runs"]:
             print(run_line(r))

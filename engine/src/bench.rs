@@ -201,6 +201,19 @@ pub fn phase_e(dir: &Path, tries: u32) -> Result<PhaseResult, Error> {
     })
 }
 
+/// Runs phase D reads: 1,000 run indices drawn with a fixed seed (the same for every peer).
+pub fn phase_d_runs(workload: &Workload) -> Vec<u64> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..1000)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % workload.runs.max(1)
+        })
+        .collect()
+}
+
 impl PhaseResult {
     /// The phase as one JSON object line, keys in the order of SPEC.md §9 (`peer`, `phase`,
     /// `records`, `secs`, `rate`, `unit`, `p50_us`, `p99_us`), then `rss_peak_mib`.
@@ -385,14 +398,9 @@ pub mod ledger {
     pub fn phase_d(dir: &Path, workload: &Workload) -> Result<PhaseResult, LedgerError> {
         let ledger = Ledger::open_read_only(dir, LogOptions::default(), TENANT)?;
         ledger.list_runs()?;
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let picks: Vec<String> = (0..1000)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                format!("run-{:08}", (state >> 33) % workload.runs.max(1))
-            })
+        let picks: Vec<String> = super::phase_d_runs(workload)
+            .into_iter()
+            .map(|r| format!("run-{r:08}"))
             .collect();
         let mut latencies = Vec::with_capacity(picks.len());
         let mut steps = 0u64;

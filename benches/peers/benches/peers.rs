@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! cargo bench -p meshflow-peers --bench peers -- \
-//!     --peers meshflow,handwritten,sqlite,sled,redb,fjall --phases A,B,B64,C,E \
+//!     --peers meshflow,ledger,handwritten,sqlite,sled,redb,fjall --phases A,B,B64,C,D,E \
 //!     --runs 1000 --steps 200 --payload 256 [--sync-records N] [--dir DIR]
 //! ```
 //!
@@ -29,6 +29,7 @@ enum Phase {
     B,
     BW(u64),
     C,
+    D,
     E,
 }
 
@@ -49,10 +50,11 @@ fn parse_phases(text: &str) -> Result<Vec<Phase>> {
             "A" => Phase::A,
             "B" => Phase::B,
             "C" => Phase::C,
+            "D" => Phase::D,
             "E" => Phase::E,
             other => match other.strip_prefix('B').map(str::parse::<u64>) {
                 Some(Ok(w)) if w > 0 => Phase::BW(w),
-                _ => bail!("unknown phase '{other}' (A, B, B<W>, C, E)"),
+                _ => bail!("unknown phase '{other}' (A, B, B<W>, C, D, E)"),
             },
         });
     }
@@ -150,7 +152,10 @@ fn run_peer(peer: &dyn Peer, root: &Path, args: &Args) -> Result<()> {
     std::fs::create_dir_all(&peer_root)?;
     let a_dir = peer_root.join("phase-a");
     let total = args.workload.record_count();
-    let needs_a = args.phases.iter().any(|p| matches!(p, Phase::C | Phase::E));
+    let needs_a = args
+        .phases
+        .iter()
+        .any(|p| matches!(p, Phase::C | Phase::D | Phase::E));
     if needs_a && !args.phases.contains(&Phase::A) {
         eprintln!(
             "{}: writing phase A's data for C/E (not reported)",
@@ -180,6 +185,13 @@ fn run_peer(peer: &dyn Peer, root: &Path, args: &Args) -> Result<()> {
             }
             Phase::C => peer.phase_c(&a_dir)?,
             Phase::E => peer.phase_e(&a_dir)?,
+            Phase::D => match peer.phase_d(&a_dir, &args.workload)? {
+                Some(result) => result,
+                None => {
+                    eprintln!("{}: no phase D (no notion of runs)", peer.name());
+                    continue;
+                }
+            },
         };
         eprintln!(
             "{}: phase {} done in {:.1}s",

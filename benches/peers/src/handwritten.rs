@@ -18,8 +18,8 @@ use memmap2::Mmap;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    drive_batches, drive_reopens, drive_writers, records_result, BatchWriter, Peer, PhaseResult,
-    Step, Workload,
+    drive_batches, drive_reopens, drive_run_reads, drive_writers, records_result, run_steps,
+    split_step, BatchWriter, Peer, PhaseResult, Step, Workload,
 };
 
 /// Bytes before a record's data: length, previous hash, hash.
@@ -404,6 +404,40 @@ impl Peer for Handwritten {
             let log = HwLog::open(dir)?;
             Ok((log.records(), log))
         })
+    }
+
+    fn phase_d(&self, dir: &Path, workload: &Workload) -> Result<Option<PhaseResult>> {
+        // The hand-written log has no index: build one (each record's position) before the
+        // clock starts, as meshflow's runs view is loaded before it.
+        let path = HwLog::path(dir);
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let tail = HwLog::tail_from_footer(&file)?
+            .ok_or_else(|| anyhow!("{} was not cleanly closed", path.display()))?;
+        // SAFETY: read-only map of a file nothing writes while the phase runs.
+        let map = unsafe { Mmap::map(&file) }?;
+        let mut positions = Vec::with_capacity(usize::try_from(tail.records).unwrap_or(0));
+        let mut pos = 0u64;
+        while pos < tail.end {
+            let (_, _, data) = record_at(&map, pos)
+                .ok_or_else(|| anyhow!("record at {pos} runs past the end of the file"))?;
+            positions.push(pos);
+            pos += RECORD_HEADER + data.len() as u64;
+        }
+        let result = drive_run_reads(workload, |run| {
+            let mut n = 0;
+            for seq in run_steps(workload, run) {
+                let at = usize::try_from(seq)
+                    .ok()
+                    .and_then(|i| positions.get(i))
+                    .ok_or_else(|| anyhow!("step {seq} is missing"))?;
+                let (_, _, data) =
+                    record_at(&map, *at).ok_or_else(|| anyhow!("record {seq} is cut"))?;
+                std::hint::black_box(split_step(data, workload));
+                n += 1;
+            }
+            Ok(n)
+        })?;
+        Ok(Some(result))
     }
 }
 

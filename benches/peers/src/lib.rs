@@ -10,8 +10,13 @@
 //!   SHA-256 chain; the other peers only touch the bytes).
 //! - **E**: reopen of phase A's (cleanly closed) data until ready to append; the median of
 //!   [`REOPEN_TRIES`] reopens.
+//! - **D**: every step of 1,000 runs picked with a fixed seed, runs/s: key-value peers get each
+//!   step by its sequence number ([`run_steps`]), SQLite by primary key, the hand-written log
+//!   through an in-memory position index built at open; each step's bytes are copied out.
+//!   meshflow's `ledger` peer returns decoded steps (fields, slots, hashes) from its runs view.
 //!
-//! The peers: [`meshflow_peer`], [`handwritten`], [`sqlite`], [`sled_peer`], [`redb_peer`],
+//! The peers: [`meshflow_peer`] (`meshflow`: the log layer; `ledger`: the same phases through
+//! the ledger, with both chains, and phase D), [`handwritten`], [`sqlite`], [`sled_peer`], [`redb_peer`],
 //! [`fjall_peer`].
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
@@ -257,15 +262,74 @@ pub trait Peer {
     fn phase_c(&self, dir: &Path) -> Result<PhaseResult>;
     /// Phase E: reopen phase A's `dir` until ready to append.
     fn phase_e(&self, dir: &Path) -> Result<PhaseResult>;
+    /// Phase D: every step of 1,000 runs ([`run_steps`]) from phase A's `dir`, each step's
+    /// payload, input and output copied out; `None` when the peer has no notion of runs.
+    fn phase_d(&self, dir: &Path, workload: &Workload) -> Result<Option<PhaseResult>>;
+}
+
+/// The sequence numbers of run `run`'s steps, in step order (the workload appends round-robin,
+/// so step `s` of run `r` is record `s × R + r`). Key-value peers look steps up by these, as
+/// meshflow's runs view looks them up by offset.
+pub fn run_steps(workload: &Workload, run: u64) -> impl Iterator<Item = u64> + '_ {
+    (0..workload.steps).map(move |s| s * workload.runs + run)
+}
+
+/// One step read back: payload, input and output, owned (as a reader would hold them).
+pub fn split_step(data: &[u8], workload: &Workload) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let p = usize::try_from(workload.payload_bytes).ok()?;
+    let payload_len = data.len().checked_sub(2 * p)?;
+    let (payload, rest) = data.split_at(payload_len);
+    let (input, output) = rest.split_at(p);
+    Some((payload.to_vec(), input.to_vec(), output.to_vec()))
+}
+
+/// Phase D's loop, shared by the peers: for each of the 1,000 runs of
+/// [`meshflow_engine::bench::phase_d_runs`], `read_run(run)` reads every step of the run and
+/// returns how many it read (which must be S). Latencies are per run; the rate is runs/s.
+pub fn drive_run_reads(
+    workload: &Workload,
+    mut read_run: impl FnMut(u64) -> Result<u64>,
+) -> Result<PhaseResult> {
+    let picks = meshflow_engine::bench::phase_d_runs(workload);
+    let mut latencies = Vec::with_capacity(picks.len());
+    let started = Instant::now();
+    for run in &picks {
+        let t = Instant::now();
+        let n = read_run(*run)?;
+        if n != workload.steps {
+            return Err(anyhow!(
+                "run {run}: read {n} steps, expected {}",
+                workload.steps
+            ));
+        }
+        latencies.push(t.elapsed());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(PhaseResult {
+        phase: "D".to_string(),
+        records: picks.len() as u64,
+        secs,
+        unit: "runs/s",
+        latencies,
+    })
 }
 
 /// Every peer's name, in the default order.
-pub const PEER_NAMES: [&str; 6] = ["meshflow", "handwritten", "sqlite", "sled", "redb", "fjall"];
+pub const PEER_NAMES: [&str; 7] = [
+    "meshflow",
+    "ledger",
+    "handwritten",
+    "sqlite",
+    "sled",
+    "redb",
+    "fjall",
+];
 
 /// The peer called `name`.
 pub fn peer(name: &str) -> Result<Box<dyn Peer>> {
     Ok(match name {
         "meshflow" => Box::new(meshflow_peer::Meshflow),
+        "ledger" => Box::new(meshflow_peer::Ledger),
         "handwritten" => Box::new(handwritten::Handwritten),
         "sqlite" => Box::new(sqlite::Sqlite),
         "sled" => Box::new(sled_peer::Sled),
@@ -326,9 +390,16 @@ mod tests {
                 .phase_b(&dir.path().join("bw"), &workload, 3, 10)
                 .unwrap();
             assert_eq!((bw.phase.as_str(), bw.records), ("B3", 9), "{name}");
-            assert_eq!(peer.phase_c(&a_dir).unwrap().records, 20, "{name}");
+            // The ledger's log also holds the checkpoint-digest event written when it closed.
+            let records = if name == "ledger" { 21 } else { 20 };
+            assert_eq!(peer.phase_c(&a_dir).unwrap().records, records, "{name}");
+            match peer.phase_d(&a_dir, &workload).unwrap() {
+                Some(d) => assert_eq!((d.records, d.unit), (1000, "runs/s"), "{name}"),
+                None => assert_eq!(name, "meshflow", "only the bare log has no runs"),
+            }
             let e = peer.phase_e(&a_dir).unwrap();
-            assert_eq!((e.records, e.unit), (20, "reopens/s"), "{name}");
+            assert!(e.records >= records, "{name}");
+            assert_eq!(e.unit, "reopens/s", "{name}");
         }
     }
 }

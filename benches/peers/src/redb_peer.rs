@@ -12,8 +12,8 @@ use anyhow::{Context, Result};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::{
-    drive_reopens, drive_writers, records_result, Peer, PhaseResult, Step, Workload,
-    SYNC_EVERY_RECORDS,
+    drive_reopens, drive_run_reads, drive_writers, records_result, run_steps, split_step, Peer,
+    PhaseResult, Step, Workload, SYNC_EVERY_RECORDS,
 };
 
 const STEPS: TableDefinition<u64, &[u8]> = TableDefinition::new("steps");
@@ -119,5 +119,23 @@ impl Peer for Redb {
             };
             Ok((next, db))
         })
+    }
+
+    fn phase_d(&self, dir: &Path, workload: &Workload) -> Result<Option<PhaseResult>> {
+        let db = open(dir)?;
+        let txn = db.begin_read()?;
+        let table = txn.open_table(STEPS)?;
+        let result = drive_run_reads(workload, |run| {
+            let mut n = 0;
+            for seq in run_steps(workload, run) {
+                let value = table
+                    .get(seq)?
+                    .ok_or_else(|| anyhow::anyhow!("step {seq} is missing"))?;
+                std::hint::black_box(split_step(value.value(), workload));
+                n += 1;
+            }
+            Ok(n)
+        })?;
+        Ok(Some(result))
     }
 }

@@ -10,8 +10,8 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::{
-    drive_batches, drive_reopens, drive_writers, key_seq, records_result, seq_key, BatchWriter,
-    Peer, PhaseResult, Step, Workload,
+    drive_batches, drive_reopens, drive_run_reads, drive_writers, key_seq, records_result,
+    run_steps, seq_key, split_step, BatchWriter, Peer, PhaseResult, Step, Workload,
 };
 
 fn open(dir: &Path) -> Result<sled::Db> {
@@ -99,5 +99,21 @@ impl Peer for Sled {
             let db = open(dir)?;
             Ok((next_seq(&db)?, db))
         })
+    }
+
+    fn phase_d(&self, dir: &Path, workload: &Workload) -> Result<Option<PhaseResult>> {
+        let db = open(dir)?;
+        let result = drive_run_reads(workload, |run| {
+            let mut n = 0;
+            for seq in run_steps(workload, run) {
+                let value = db
+                    .get(seq_key(seq))?
+                    .ok_or_else(|| anyhow::anyhow!("step {seq} is missing"))?;
+                std::hint::black_box(split_step(&value, workload));
+                n += 1;
+            }
+            Ok(n)
+        })?;
+        Ok(Some(result))
     }
 }

@@ -12,8 +12,8 @@ use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 
 use crate::{
-    drive_batches, drive_reopens, drive_writers, records_result, BatchWriter, Peer, PhaseResult,
-    Step, Workload,
+    drive_batches, drive_reopens, drive_run_reads, drive_writers, records_result, run_steps,
+    BatchWriter, Peer, PhaseResult, Step, Workload,
 };
 
 /// How long a writer waits for the write lock before failing.
@@ -160,5 +160,31 @@ impl Peer for Sqlite {
             let conn = connect(dir)?;
             Ok((next_seq(&conn)?, conn))
         })
+    }
+
+    fn phase_d(&self, dir: &Path, workload: &Workload) -> Result<Option<PhaseResult>> {
+        let conn = connect(dir)?;
+        let result = {
+            let mut stmt =
+                conn.prepare("SELECT payload, input, output FROM steps WHERE seq = ?1")?;
+            drive_run_reads(workload, |run| {
+                let mut n = 0;
+                for seq in run_steps(workload, run) {
+                    let seq = i64::try_from(seq).context("seq beyond i64")?;
+                    let row = stmt.query_row([seq], |row| {
+                        Ok((
+                            row.get::<_, Vec<u8>>(0)?,
+                            row.get::<_, Vec<u8>>(1)?,
+                            row.get::<_, Vec<u8>>(2)?,
+                        ))
+                    })?;
+                    std::hint::black_box(row);
+                    n += 1;
+                }
+                Ok(n)
+            })?
+        };
+        close(conn)?;
+        Ok(Some(result))
     }
 }
