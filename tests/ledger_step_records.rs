@@ -4,7 +4,7 @@
 //! commitment; invalid steps and metadata are refused before anything is written.
 
 use meshflow_engine::format::erasure::SlotRef;
-use meshflow_engine::ledger::record::{read_step, FieldValue, StepInput};
+use meshflow_engine::ledger::record::{read_step, step_entry_hash, FieldValue, StepInput};
 use meshflow_engine::ledger::step::StepFields;
 use meshflow_engine::log::{Durability, Log, LogOptions};
 use meshflow_engine::Error;
@@ -48,10 +48,11 @@ fn steps_round_trip_and_chain_per_run() {
     let mut heads = std::collections::HashMap::new();
     let mut hashes = Vec::new();
     for record in reader.scan(0).unwrap() {
-        let stored = read_step(&record.unwrap()).unwrap().unwrap();
+        let record = record.unwrap();
+        let stored = read_step(&record).unwrap().unwrap();
         let run = stored.fields.run_id.clone();
         let (prev, index) = heads.get(&run).copied().unwrap_or(([0u8; 32], 0u64));
-        let hash = stored.entry_hash(&prev, index);
+        let hash = step_entry_hash(&record, &prev, index);
         assert_eq!(stored.fields, step(&run, index).fields);
         assert_eq!(
             stored.slots[0],
@@ -79,9 +80,9 @@ fn erasing_a_step_field_keeps_its_entry_hash_and_shows_it_redacted() {
         Durability::Sync,
     )
     .unwrap();
-    let before = read_step(&log.reader().get(0).unwrap().unwrap())
-        .unwrap()
-        .unwrap();
+    let before_record = log.reader().get(0).unwrap().unwrap();
+    let before = read_step(&before_record).unwrap().unwrap();
+    let before_hash = step_entry_hash(&before_record, &[0; 32], 0);
     log.erase(
         "acme",
         vec![SlotRef {
@@ -91,13 +92,9 @@ fn erasing_a_step_field_keeps_its_entry_hash_and_shows_it_redacted() {
         b"gdpr".to_vec(),
     )
     .unwrap();
-    let after = read_step(&log.reader().get(0).unwrap().unwrap())
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        before.entry_hash(&[0; 32], 0),
-        after.entry_hash(&[0; 32], 0)
-    );
+    let after_record = log.reader().get(0).unwrap().unwrap();
+    let after = read_step(&after_record).unwrap().unwrap();
+    assert_eq!(before_hash, step_entry_hash(&after_record, &[0; 32], 0));
     match &after.slots[0] {
         FieldValue::Redacted { len, .. } => {
             assert_eq!(*len, step("run-a", 0).input_task.len() as u64)

@@ -77,7 +77,6 @@ fn run(
                 fields,
                 tenant: tenant.to_string(),
                 offset,
-                body_digest,
                 slots,
                 salts,
             },

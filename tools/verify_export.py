@@ -301,15 +301,17 @@ def parse_note(text):
     Returns {"origin", "size", "hash" (32 bytes), "signers" (key names)}; raises NoteError.
     Signatures are parsed for their form only, never checked (no Ed25519 here)."""
     if not isinstance(text, str):
-        raise NoteError("is not a text")
+        raise NoteError("the note is not a text")
     if "\r" in text:
-        raise NoteError("contains a carriage return (lines end in a line feed only)")
+        raise NoteError("the note contains a carriage return (its lines end in a line feed "
+                        "only)")
     if not text.endswith("\n"):
-        raise NoteError("does not end in a line feed (an unsigned note ends after the blank "
-                        "line)")
+        raise NoteError("the note does not end in a line feed (an unsigned note ends after "
+                        "the blank line)")
     lines = text[:-1].split("\n")
     if len(lines) < 4 or lines[3] != "":
-        raise NoteError("is not three lines (origin, size, hash) followed by a blank line")
+        raise NoteError("the note is not three lines (origin, size, hash) followed by a "
+                        "blank line")
     origin, size_text, hash_text = lines[0], lines[1], lines[2]
     if not _NOTE_ORIGIN.fullmatch(origin):
         raise NoteError("origin %r is not %s<16 lower-case hex digits>"
@@ -426,7 +428,7 @@ def verify_envelope(env, trusted_note=None):
         try:
             embedded = parse_note(cp_text)
         except NoteError as e:
-            env_error("envelope: checkpoint is neither null nor a checkpoint note: it %s" % e)
+            env_error("envelope: checkpoint is neither null nor a checkpoint note: %s" % e)
     if embedded is not None and as_of is not None:
         if embedded["size"] > as_of:
             env_error("envelope: checkpoint size %d is larger than as_of_offset %d: the note "
@@ -892,15 +894,16 @@ SIGNATURE_NOTE = ("signatures NOT checked: the Python standard library has no Ed
 
 def final_note(result, trusted_note=None):
     heads = ["run %s: %s" % (disp_quoted(r["run_id"]), r["head_entry_hash"] or '""')
-             for r in result["runs"] if r["valid"] and r.get("anchor") != "anchored"]
+             for r in result["runs"] if r["valid"]]
     if trusted_note is not None:
-        note = ("note: trusted checkpoint %s, size %d, hash %s; %s. An anchor compares "
-                "global_hash_at only: offline the steps are not linked to it (that needs the "
-                "log)" % (trusted_note["origin"], trusted_note["size"],
-                          trusted_note["hash"].hex(), SIGNATURE_NOTE))
-        if heads:
-            note += ("; runs not anchored: compare the head(s) checked with one obtained "
-                     "another way: " + "; ".join(heads))
+        # Even an anchored run's steps are not linked to global_hash_at offline (the
+        # envelope has no records between them), so its head is still listed.
+        note = ("note: trusted checkpoint %s, size %d, hash %s; %s. An offline anchor "
+                "compares global_hash_at only: the steps are not linked to it without the log, "
+                "so compare the head(s) checked with one obtained another way"
+                % (trusted_note["origin"], trusted_note["size"], trusted_note["hash"].hex(),
+                   SIGNATURE_NOTE))
+        note += (": " + "; ".join(heads)) if heads else " (no run verified)"
         return note
     note = ("note: no trusted anchor (--trusted-checkpoint) was given: a consistent rewrite of "
             "a whole run, or a run cut short with step_count and head_entry_hash adjusted, is "
@@ -913,10 +916,11 @@ def final_note(result, trusted_note=None):
 
 
 def main(argv=None):
-    try:
-        sys.stdout.reconfigure(errors="backslashreplace")
-    except AttributeError:
-        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except AttributeError:
+            pass
     ap = argparse.ArgumentParser(
         prog="verify_export.py",
         description="Verify meshflow run export envelopes against docs/audit-chain.md "
@@ -951,7 +955,7 @@ def main(argv=None):
                               % (args.trusted_checkpoint, e))
         except NoteError as e:
             return usage_fail("trusted checkpoint %s is not a checkpoint note "
-                              "(docs/audit-chain.md section 8): it %s"
+                              "(docs/audit-chain.md section 8): %s"
                               % (args.trusted_checkpoint, e))
     try:
         if args.file == "-":

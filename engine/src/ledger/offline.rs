@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::format::chain;
+use crate::format::{chain, note};
 
 use super::export::{chain_hex, hex, parse_hash, ENVELOPE_FORMAT};
 use super::step::{entry_hash, ForkOrigin, StepFields, KIND_STEP};
@@ -115,6 +115,32 @@ pub fn verify_envelope(env: &Value) -> Result<EnvelopeReport, String> {
             other.map_or("missing".to_string(), |n| n.to_string()),
             steps.len()
         )),
+    }
+    match env.get("checkpoint") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(text)) => match note::parse_text(text) {
+            Err(why) => report
+                .errors
+                .push(format!("the embedded checkpoint is not a note: {why}")),
+            Ok(c) => {
+                if as_of.is_none_or(|end| c.size > end) {
+                    report.errors.push(format!(
+                        "the embedded checkpoint covers {} records, more than as_of_offset",
+                        c.size
+                    ));
+                } else if as_of == Some(c.size)
+                    && env.get("global_hash_at").and_then(Value::as_str) != Some(&hex(&c.head))
+                {
+                    report.errors.push(
+                        "the embedded checkpoint has the export's size but another global hash"
+                            .to_string(),
+                    );
+                }
+            }
+        },
+        Some(_) => report
+            .errors
+            .push("checkpoint is neither null nor a note".to_string()),
     }
     let claimed = env.get("head_entry_hash").and_then(Value::as_str);
     if claimed != Some(report.head.as_str()) {

@@ -481,7 +481,7 @@ impl Ledger {
                 ));
             }
         }
-        let recomputed = stored.entry_hash(prev, index);
+        let recomputed = super::record::step_entry_hash(&record, prev, index);
         if recomputed != loc.entry_hash {
             return Some(error(
                 step_id,

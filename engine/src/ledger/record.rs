@@ -76,8 +76,6 @@ pub struct StoredStep {
     pub tenant: String,
     /// The record's log offset.
     pub offset: u64,
-    /// The record's body digest (the input to its entry hash).
-    pub body_digest: [u8; 32],
     /// `input_task`, `output_content`, `block_reason`, `metadata`, in slot order.
     pub slots: [FieldValue; step::slot::COUNT],
     /// The salt of each live slot (an auditor needs it to recompute the commitment).
@@ -127,21 +125,20 @@ pub fn read_step(record: &Record) -> Result<Option<StoredStep>, Error> {
         fields,
         tenant: record.tenant(),
         offset: view.offset(),
-        body_digest: view.body_digest(),
         slots,
         salts,
     }))
 }
 
-impl StoredStep {
-    /// This step's entry hash, given the run's previous entry hash and this step's index.
-    pub fn entry_hash(&self, prev_entry_hash: &[u8; 32], step_index: u64) -> [u8; 32] {
-        step::entry_hash(
-            prev_entry_hash,
-            step_index,
-            self.offset,
-            self.tenant.as_bytes(),
-            &self.body_digest,
-        )
-    }
+/// The entry hash of the step `record` holds, given the run's previous entry hash and the
+/// step's index (its body digest is computed here: reads that only display a step skip it).
+pub fn step_entry_hash(record: &Record, prev_entry_hash: &[u8; 32], step_index: u64) -> [u8; 32] {
+    let view = record.view();
+    step::entry_hash(
+        prev_entry_hash,
+        step_index,
+        view.offset(),
+        view.tenant(),
+        &view.body_digest(),
+    )
 }
