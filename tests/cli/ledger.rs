@@ -551,3 +551,72 @@ fn signed_checkpoints_anchor_verification_against_rewrites_and_truncation() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("truncated"), "{out}");
 }
+
+/// The segment file and frame position of the record at `offset`.
+fn locate(db: &Path, offset: u64) -> (std::path::PathBuf, usize) {
+    let reader =
+        meshflow_engine::log::LogReader::open(db, meshflow_engine::log::LogOptions::default())
+            .unwrap();
+    let record = reader.get(offset).unwrap().unwrap();
+    let file = db.join(meshflow_engine::format::segment_header::segment_file_name(
+        record.segment_base(),
+    ));
+    (file, usize::try_from(record.position()).unwrap())
+}
+
+fn u32_at(b: &[u8], p: usize) -> usize {
+    u32::from_le_bytes(b[p..p + 4].try_into().unwrap()) as usize
+}
+
+#[test]
+fn a6_a7_edited_output_and_cost_fail_verify_chain_naming_the_step() {
+    // Proves A6 (an edited output, slot CRC recomputed: step 1 named, "entry_hash mismatch")
+    // and A7 (an edited cost, frame CRC recomputed) through `audit verify-chain` and `trace`.
+    for field in ["output", "cost"] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        run_a(&db);
+        let (file, pos) = locate(&db, 1);
+        let mut b = std::fs::read(&file).unwrap();
+        let tenant_len = b[pos + 35] as usize;
+        let payload_len = u32_at(&b, pos + 40);
+        let payload = pos + 112 + tenant_len + 36 * 4;
+        if field == "output" {
+            let slot0 = pos + (112 + tenant_len + 36 * 4 + payload_len).div_ceil(8) * 8;
+            let slot1 = slot0 + (40 + u32_at(&b, pos + 112 + tenant_len)).div_ceil(8) * 8;
+            let len1 = u32_at(&b, pos + 112 + tenant_len + 36);
+            b[slot1 + 40] ^= 0x20;
+            let crc = crc32c::crc32c_append(
+                crc32c::crc32c(&b[slot1..slot1 + 4]),
+                &b[slot1 + 8..slot1 + 40 + len1],
+            );
+            b[slot1 + 4..slot1 + 8].copy_from_slice(&crc.to_le_bytes());
+        } else {
+            let mut p = payload + 1;
+            for _ in 0..5 {
+                p += 4 + u32_at(&b, p);
+            }
+            b[p + 1 + 8 + 6] ^= 0x01; // cost_usd's bits
+            let committed = &b[pos + 112..payload + payload_len];
+            let crc = crc32c::crc32c_append(crc32c::crc32c(committed), &b[pos + 8..pos + 112]);
+            b[pos + 4..pos + 8].copy_from_slice(&crc.to_le_bytes());
+        }
+        std::fs::write(&file, b).unwrap();
+        let (code, out, err) = at(&db, &["audit", "verify-chain", "--run-id", "A"]);
+        assert_eq!(code, 1, "{field}: {out}{err}");
+        assert!(
+            out.starts_with("CHAIN INVALID — 1 error(s) in run 'A':"),
+            "{field}: {out}"
+        );
+        assert!(
+            out.contains("step 1 (A-s1): entry_hash mismatch"),
+            "{field}: {out}"
+        );
+        let (code, out, _) = at(&db, &["trace", "A"]);
+        assert_eq!(code, 1, "{field}");
+        assert!(out.contains("CHAIN INVALID"), "{field}: {out}");
+        let (code, _, err) = at(&db, &["audit", "verify", "--all"]);
+        assert_eq!(code, 1, "{field}: {err}");
+        assert!(err.contains("step 1 of run 'A'"), "{field}: {err}");
+    }
+}
