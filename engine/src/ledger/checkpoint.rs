@@ -20,7 +20,8 @@
 //!
 //! State bytes: `u64 run_count`, then per run in key order (tenant, 0, run id): `u8 tenant_len ‖
 //! tenant ‖ u32 run_id_len ‖ run_id ‖ u64 last_offset ‖ u64 step_count`, then per step
-//! `u64 offset ‖ u64 segment_base ‖ u64 position ‖ [32] entry_hash ‖ [16] step_key`.
+//! `u64 offset ‖ u64 segment_base ‖ u32 position ‖ u32 frame_len ‖ [32] entry_hash ‖
+//! [16] step_key`.
 //!
 //! After writing a checkpoint the writer appends a checkpoint-digest event (kind
 //! [`KIND_CHECKPOINT_DIGEST`], tenant `_system`) carrying the same offset, hash and digest, so
@@ -107,6 +108,7 @@ pub fn encode_state(view: &RunsView) -> Vec<u8> {
             out.extend_from_slice(&s.offset.to_le_bytes());
             out.extend_from_slice(&s.segment_base.to_le_bytes());
             out.extend_from_slice(&s.position.to_le_bytes());
+            out.extend_from_slice(&s.frame_len.to_le_bytes());
             out.extend_from_slice(&s.entry_hash);
             out.extend_from_slice(&s.step_key);
         }
@@ -254,7 +256,8 @@ fn decode_state(state: &[u8], next_offset: u64) -> Result<RunsView, String> {
             let loc = StepLoc {
                 offset: r.u64()?,
                 segment_base: r.u64()?,
-                position: r.u64()?,
+                position: r.u32()?,
+                frame_len: r.u32()?,
                 entry_hash: r.array::<32>()?,
                 step_key: r.array::<16>()?,
             };
@@ -328,7 +331,8 @@ mod tests {
                 .map(|i| StepLoc {
                     offset: i * 3 + u64::from(run == "r2"),
                     segment_base: 0,
-                    position: 64 + i * 100,
+                    position: 64 + i as u32 * 100,
+                    frame_len: 100,
                     entry_hash: [i as u8; 32],
                     step_key: [7; 16],
                 })

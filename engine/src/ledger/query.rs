@@ -149,7 +149,7 @@ pub struct ChangedNode {
 fn damaged(loc: &StepLoc, why: &str) -> Error {
     Error::corrupt(
         segment_file_name(loc.segment_base),
-        loc.position,
+        u64::from(loc.position),
         Some(loc.offset),
         why.to_string(),
     )
@@ -229,8 +229,13 @@ impl Ledger {
     }
 
     fn read_loc(&self, snapshot: &Snapshot, loc: &StepLoc) -> Result<Record, Error> {
-        self.reader()
-            .read_at(snapshot, loc.segment_base, loc.position, loc.offset)
+        self.reader().read_at_len(
+            snapshot,
+            loc.segment_base,
+            u64::from(loc.position),
+            loc.offset,
+            Some(loc.frame_len),
+        )
     }
 
     /// The run's steps in order.

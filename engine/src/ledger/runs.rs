@@ -19,8 +19,10 @@ pub struct StepLoc {
     pub offset: u64,
     /// Base offset of the segment holding it.
     pub segment_base: u64,
-    /// Byte position of its frame in that segment.
-    pub position: u64,
+    /// Byte position of its frame in that segment (segments are at most 4 GiB).
+    pub position: u32,
+    /// Length of its frame in bytes, so a point read fetches exactly the frame.
+    pub frame_len: u32,
     /// Entry hash computed when the record was applied.
     pub entry_hash: [u8; 32],
     /// Key of its step id.
@@ -109,7 +111,15 @@ impl RunsView {
         run.steps.push(StepLoc {
             offset,
             segment_base: record.segment_base(),
-            position: record.position(),
+            position: u32::try_from(record.position()).map_err(|_| {
+                Error::corrupt(
+                    crate::format::segment_header::segment_file_name(record.segment_base()),
+                    record.position(),
+                    Some(offset),
+                    "frame position beyond 4 GiB",
+                )
+            })?,
+            frame_len: u32::try_from(view.frame_len()).unwrap_or(u32::MAX),
             entry_hash,
             step_key: step_key(tenant, step_id.as_bytes()),
         });

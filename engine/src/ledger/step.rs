@@ -116,7 +116,14 @@ fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), StepErr
     if text.is_empty() || text.len() > max {
         return Err(StepError::Invalid(field, "must be 1-128 bytes"));
     }
-    if text.chars().any(char::is_control) {
+    // ASCII text (the usual case) is checked byte by byte; other text char by char (the C1
+    // controls U+0080–U+009F are two bytes in UTF-8).
+    let control = if text.is_ascii() {
+        text.bytes().any(|b| b < 0x20 || b == 0x7f)
+    } else {
+        text.chars().any(char::is_control)
+    };
+    if control {
         return Err(StepError::Invalid(field, "contains a control character"));
     }
     Ok(())

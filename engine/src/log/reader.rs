@@ -183,6 +183,19 @@ impl LogReader {
         position: u64,
         offset: u64,
     ) -> Result<Record, Error> {
+        self.read_at_len(snapshot, base, position, offset, None)
+    }
+
+    /// [`LogReader::read_at`] when the frame's length is known too: one `pread` of exactly the
+    /// frame (a wrong length is reported as damage by the decode).
+    pub fn read_at_len(
+        &self,
+        snapshot: &Snapshot,
+        base: u64,
+        position: u64,
+        offset: u64,
+        frame_len: Option<u32>,
+    ) -> Result<Record, Error> {
         let name = || segment_file_name(base);
         if offset >= snapshot.head.next_offset || !snapshot.segments.contains(&base) {
             return Err(Error::corrupt(
@@ -192,7 +205,7 @@ impl LogReader {
                 "a projection points past the durable log",
             ));
         }
-        let (map, window_start) = self.point_window(snapshot, base, position)?;
+        let (map, window_start) = self.point_window(snapshot, base, position, frame_len)?;
         let start = usize::try_from(position - window_start).unwrap_or(usize::MAX);
         let bytes = map.get(start..).unwrap_or(&[]);
         let view = frame::decode(bytes, frame::FRAME_BYTES_STRUCTURAL_MAX)
@@ -224,6 +237,7 @@ impl LogReader {
         snapshot: &Snapshot,
         base: u64,
         position: u64,
+        frame_len: Option<u32>,
     ) -> Result<(Mapped, u64), Error> {
         let name = || segment_file_name(base);
         let header = frame::FRAME_HEADER_BYTES as u64;
@@ -258,7 +272,9 @@ impl LogReader {
             (file.clone(), end)
         };
         let io = |e| Error::io(format!("reading {}", name()), e);
-        let first = POINT_READ_BYTES.min(end.saturating_sub(position));
+        let first = frame_len
+            .map_or(POINT_READ_BYTES, u64::from)
+            .min(end.saturating_sub(position));
         let mut buf = vec![0u8; usize::try_from(first).unwrap_or(0)];
         file.read_exact_at(&mut buf, position).map_err(io)?;
         let frame_len = crate::format::u32_at(&buf, 0).map_or(0, u64::from);
