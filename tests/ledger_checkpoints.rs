@@ -173,10 +173,7 @@ fn a_forged_checkpoint_is_caught_by_the_digest_event_in_the_log() {
     // Flip a byte of the first step's entry hash in the state, then fix digest and CRC.
     let first_hash = state_start + 8 + 1 + 7 + 4 + 5 + 8 + 8 + 24;
     forged[first_hash] ^= 1;
-    let digest: [u8; 32] = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&forged[state_start..]).into()
-    };
+    let digest: [u8; 32] = blake3::hash(&forged[state_start..]).into();
     forged[header..header + 32].copy_from_slice(&digest);
     let crc = crc32c::crc32c(&forged);
     forged.extend_from_slice(&crc.to_le_bytes());

@@ -60,7 +60,40 @@ pub struct WriterState {
     /// Head of every run, by [`run_key`].
     pub runs: HashMap<Vec<u8>, RunHead>,
     /// Offset of every step, by [`step_key`].
-    pub steps: HashMap<StepKey, u64>,
+    pub steps: HashMap<StepKey, u64, StepKeyHasher>,
+}
+
+/// Hashes a [`StepKey`] by taking its first 8 bytes: the key is already a truncated SHA-256,
+/// uniformly distributed, so hashing it again (SipHash) would only cost time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepKeyHasher;
+
+impl std::hash::BuildHasher for StepKeyHasher {
+    type Hasher = KeyPrefixHasher;
+    fn build_hasher(&self) -> KeyPrefixHasher {
+        KeyPrefixHasher(0)
+    }
+}
+
+/// The hasher of [`StepKeyHasher`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyPrefixHasher(u64);
+
+impl std::hash::Hasher for KeyPrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // A [u8; 16] hashes as its bytes (arrays write no length prefix); fold in whatever
+        // arrives, 8 bytes at a time.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            for (w, b) in word.iter_mut().zip(chunk) {
+                *w = *b;
+            }
+            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+        }
+    }
 }
 
 /// The [`Admission`] the ledger installs on its log.

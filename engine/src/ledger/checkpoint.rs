@@ -12,7 +12,7 @@
 //! [16] view name, zero-padded ("runs")
 //! u64  offset: the state covers every record below it
 //! [32] global chain hash of record offset − 1 (zeros when offset is 0)
-//! [32] state digest: SHA-256 of the state bytes
+//! [32] state digest: BLAKE3 (256-bit) of the state bytes
 //! u64  state length
 //! ...  state bytes (below)
 //! u32  CRC-32C of everything before it
@@ -27,8 +27,6 @@
 //! [`KIND_CHECKPOINT_DIGEST`], tenant `_system`) carrying the same offset, hash and digest, so
 //! state digests are chained into the log; a checkpoint whose digest differs from the event for
 //! its offset is refused.
-
-use sha2::{Digest, Sha256};
 
 use super::runs::{RunState, RunsView, StepLoc};
 
@@ -57,7 +55,7 @@ pub struct Binding {
     pub offset: u64,
     /// The global chain hash of record `offset − 1`.
     pub global_hash: [u8; 32],
-    /// SHA-256 of the state bytes.
+    /// BLAKE3 of the state bytes.
     pub state_digest: [u8; 32],
 }
 
@@ -119,7 +117,7 @@ pub fn encode_state(view: &RunsView) -> Vec<u8> {
 /// A whole checkpoint file for `view`, bound to the global hash of record `next_offset − 1`.
 pub fn encode(view: &RunsView, global_hash: &[u8; 32]) -> (Vec<u8>, Binding) {
     let state = encode_state(view);
-    let digest: [u8; 32] = Sha256::digest(&state).into();
+    let digest: [u8; 32] = blake3::hash(&state).into();
     let mut out = Vec::with_capacity(HEADER_BYTES + state.len() + 4);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FILE_VERSION.to_le_bytes());
@@ -212,7 +210,7 @@ pub fn decode(bytes: &[u8]) -> Result<(RunsView, Binding), String> {
     if r.pos != body.len() {
         return Err("trailing bytes".to_string());
     }
-    let digest: [u8; 32] = Sha256::digest(state).into();
+    let digest: [u8; 32] = blake3::hash(state).into();
     if digest != state_digest {
         return Err("state digest mismatch".to_string());
     }

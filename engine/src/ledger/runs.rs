@@ -153,6 +153,9 @@ impl RunsView {
     /// The admission state equal to this view (when the view covers the whole log).
     pub fn writer_state(&self) -> WriterState {
         let mut state = WriterState::default();
+        let steps: usize = self.runs.values().map(|r| r.steps.len()).sum();
+        state.steps.reserve(steps);
+        state.runs.reserve(self.runs.len());
         for (key, run) in &self.runs {
             state.runs.insert(
                 key.clone(),
