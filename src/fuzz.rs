@@ -85,3 +85,53 @@ pub fn segment_recovery(data: &[u8]) {
         let _ = log.close();
     }
 }
+
+/// Ledger input and audit decoders on arbitrary bytes: a JSON step line (accepted lines encode
+/// to a payload that decodes to the same fields), an export (verified offline or refused as not
+/// an export), a runs-view checkpoint file and a checkpoint note.
+pub fn ledger_inputs(data: &[u8]) {
+    use meshflow_engine::ledger::checkpoint;
+    use meshflow_engine::ledger::offline::verify_export;
+    use meshflow_engine::ledger::step::StepFields;
+    use meshflow_engine::ledger::StepRequest;
+
+    let _ = checkpoint::decode(data);
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = meshflow_engine::format::note::parse_text(text);
+    if let Ok(request) = StepRequest::from_json(text) {
+        let fields = StepFields {
+            run_id: request.run_id,
+            step_id: request.step_id.unwrap_or_else(|| "s".to_string()),
+            node_id: request.node_id,
+            node_kind: request.node_kind,
+            verdict: request.verdict,
+            blocked: request.blocked,
+            uncertainty: request.uncertainty,
+            cost_usd: request.cost_usd,
+            tokens_used: request.tokens_used,
+            carbon_gco2: request.carbon_gco2,
+            duration_ms: request.duration_ms,
+            timestamp: request
+                .timestamp
+                .unwrap_or_else(|| "2026-01-01T00:00:00+00:00".to_string()),
+            fork_origin: None,
+        };
+        if let Ok(payload) = fields.encode() {
+            let back = StepFields::decode(&payload);
+            assert!(back.is_ok(), "an encoded step decodes: {back:?}");
+            let Ok(back) = back else { return };
+            assert_eq!(back.run_id, fields.run_id);
+            assert_eq!(back.tokens_used, fields.tokens_used);
+            assert_eq!(back.cost_usd.to_bits(), (fields.cost_usd + 0.0).to_bits());
+        }
+    }
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+        if let Ok(reports) = verify_export(&value) {
+            for r in reports {
+                let _ = (r.valid(), r.steps_verified, r.head.len());
+            }
+        }
+    }
+}

@@ -34,3 +34,13 @@ fn segment_recovery_corpus_never_panics() {
         "corpus is empty"
     );
 }
+
+#[test]
+fn ledger_inputs_corpus_never_panics() {
+    // Proves every kept step-line, export, checkpoint and note input still parses or fails
+    // without a panic.
+    assert!(
+        replay("ledger_inputs", meshflow_suite::fuzz::ledger_inputs) > 0,
+        "corpus is empty"
+    );
+}
