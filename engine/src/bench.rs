@@ -48,6 +48,133 @@ impl PhaseResult {
     }
 }
 
+/// A pipelined appender as phase A drives it: the log's [`crate::log::Appender`] or the
+/// ledger's [`crate::ledger::appender::LedgerAppender`].
+trait Pipeline {
+    type Error;
+    /// Submits record `i` of the workload.
+    fn submit(&mut self, i: u64, durability: Durability) -> Result<(), Self::Error>;
+    /// The offset of the oldest outstanding submission, if it is back.
+    fn try_next(&mut self) -> Option<Result<u64, Self::Error>>;
+    /// Waits for the offset of the oldest outstanding submission.
+    fn next(&mut self) -> Result<u64, Self::Error>;
+    /// Submissions not yet collected.
+    fn outstanding(&self) -> usize;
+}
+
+/// Phase A's loop: every record in order, every 1,000th `Sync` (all before it are durable
+/// when its receipt returns), the rest `Buffered`, keeping at most [`PIPELINE_DEPTH`]
+/// outstanding. Returns the wall time and the latencies of the `Sync` submissions.
+fn drive_pipeline<P: Pipeline>(
+    pipeline: &mut P,
+    count: u64,
+) -> Result<(f64, Vec<Duration>), P::Error> {
+    let mut latencies = Vec::new();
+    let mut sync_started: std::collections::VecDeque<(u64, Instant)> = Default::default();
+    let mut collect =
+        |offset: u64, sync_started: &mut std::collections::VecDeque<(u64, Instant)>| {
+            if let Some((n, t)) = sync_started.front() {
+                if offset == *n {
+                    latencies.push(t.elapsed());
+                    sync_started.pop_front();
+                }
+            }
+        };
+    let started = Instant::now();
+    for i in 0..count {
+        let durable = (i + 1) % SYNC_EVERY_RECORDS == 0 || i + 1 == count;
+        let durability = if durable {
+            Durability::Sync
+        } else {
+            Durability::Buffered
+        };
+        if durable {
+            sync_started.push_back((i, Instant::now()));
+        }
+        pipeline.submit(i, durability)?;
+        while let Some(offset) = pipeline.try_next() {
+            collect(offset?, &mut sync_started);
+        }
+        while pipeline.outstanding() > PIPELINE_DEPTH {
+            collect(pipeline.next()?, &mut sync_started);
+        }
+    }
+    while pipeline.outstanding() > 0 {
+        collect(pipeline.next()?, &mut sync_started);
+    }
+    Ok((started.elapsed().as_secs_f64(), latencies))
+}
+
+/// Phases B and `B<W>`'s loop: `writers` threads, writer `w` appending records
+/// `w, w + W, w + 2W, …` (`records / writers` each) with `append`, each durable on return.
+/// Returns the wall time, the latencies and the records appended.
+fn drive_writers<E: Send>(
+    writers: u64,
+    records: u64,
+    append: &(dyn Fn(u64) -> Result<(), E> + Sync),
+    panicked: fn() -> E,
+) -> Result<(f64, Vec<Duration>, u64), E> {
+    let writers = writers.max(1);
+    let per_writer = records / writers;
+    let started = Instant::now();
+    let latencies = std::thread::scope(|scope| -> Result<Vec<Duration>, E> {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                scope.spawn(move || -> Result<Vec<Duration>, E> {
+                    let mut lat = Vec::with_capacity(usize::try_from(per_writer).unwrap_or(0));
+                    for i in 0..per_writer {
+                        let t = Instant::now();
+                        append(i * writers + w)?;
+                        lat.push(t.elapsed());
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.join().map_err(|_| panicked())??);
+        }
+        Ok(all)
+    })?;
+    Ok((
+        started.elapsed().as_secs_f64(),
+        latencies,
+        per_writer * writers,
+    ))
+}
+
+fn b_phase_name(writers: u64) -> String {
+    if writers <= 1 {
+        "B".to_string()
+    } else {
+        format!("B{writers}")
+    }
+}
+
+struct LogPipeline<'a> {
+    appender: crate::log::Appender<'a>,
+    workload: &'a Workload,
+}
+
+impl Pipeline for LogPipeline<'_> {
+    type Error = Error;
+    fn submit(&mut self, i: u64, durability: Durability) -> Result<(), Error> {
+        self.appender.submit(self.workload.record(i), durability)
+    }
+    fn try_next(&mut self) -> Option<Result<u64, Error>> {
+        let receipts = self.appender.try_next_receipts()?;
+        Some(receipts.map(|r| r.first().map_or(u64::MAX, |r| r.offset)))
+    }
+    fn next(&mut self) -> Result<u64, Error> {
+        let receipts = self.appender.next_receipts()?;
+        Ok(receipts.first().map_or(u64::MAX, |r| r.offset))
+    }
+    fn outstanding(&self) -> usize {
+        self.appender.outstanding()
+    }
+}
+
 /// Phase A: one pipelined appender; every 1,000th record is appended with `Sync` durability
 /// (so everything before it is durable when its receipt returns), the others `Buffered`. The
 /// appender keeps building frames while the sequencer syncs. Latencies are those of the `Sync`
@@ -55,48 +182,14 @@ impl PhaseResult {
 pub fn phase_a(dir: &Path, workload: &Workload) -> Result<PhaseResult, Error> {
     let (log, _) = Log::open(dir, LogOptions::default())?;
     let count = workload.record_count();
-    let mut latencies = Vec::new();
-    let mut sync_started: std::collections::VecDeque<(u64, Instant)> = Default::default();
-    let mut collected = 0u64;
-    let started = Instant::now();
-    {
-        let mut appender = log.appender();
-        let mut collect =
-            |receipts: Vec<crate::log::Receipt>,
-             sync_started: &mut std::collections::VecDeque<(u64, Instant)>| {
-                collected += 1;
-                if let (Some(r), Some((n, t))) = (receipts.first(), sync_started.front()) {
-                    if r.offset == *n {
-                        latencies.push(t.elapsed());
-                        sync_started.pop_front();
-                    }
-                }
-            };
-        for i in 0..count {
-            let durable = (i + 1) % SYNC_EVERY_RECORDS == 0 || i + 1 == count;
-            let durability = if durable {
-                Durability::Sync
-            } else {
-                Durability::Buffered
-            };
-            if durable {
-                sync_started.push_back((i, Instant::now()));
-            }
-            appender.submit(workload.record(i), durability)?;
-            while let Some(receipts) = appender.try_next_receipts() {
-                collect(receipts?, &mut sync_started);
-            }
-            while appender.outstanding() > PIPELINE_DEPTH {
-                collect(appender.next_receipts()?, &mut sync_started);
-            }
-        }
-        while appender.outstanding() > 0 {
-            collect(appender.next_receipts()?, &mut sync_started);
-        }
-    }
-    let secs = started.elapsed().as_secs_f64();
+    let (secs, latencies) = {
+        let mut pipeline = LogPipeline {
+            appender: log.appender(),
+            workload,
+        };
+        drive_pipeline(&mut pipeline, count)?
+    };
     log.close()?;
-    debug_assert_eq!(collected, count);
     Ok(PhaseResult {
         phase: "A".to_string(),
         records: count,
@@ -114,41 +207,12 @@ pub fn phase_b(
     records: u64,
 ) -> Result<PhaseResult, Error> {
     let (log, _) = Log::open(dir, LogOptions::default())?;
-    let writers = writers.max(1);
-    let per_writer = records / writers;
-    let started = Instant::now();
-    let latencies = std::thread::scope(|scope| -> Result<Vec<Duration>, Error> {
-        let handles: Vec<_> = (0..writers)
-            .map(|w| {
-                let log = &log;
-                scope.spawn(move || -> Result<Vec<Duration>, Error> {
-                    let mut lat = Vec::with_capacity(usize::try_from(per_writer).unwrap_or(0));
-                    for i in 0..per_writer {
-                        let record = workload.record(i * writers + w);
-                        let t = Instant::now();
-                        log.append(record, Durability::Sync)?;
-                        lat.push(t.elapsed());
-                    }
-                    Ok(lat)
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for h in handles {
-            all.extend(h.join().map_err(|_| Error::Closed)??);
-        }
-        Ok(all)
-    })?;
-    let secs = started.elapsed().as_secs_f64();
+    let append = |i: u64| log.append(workload.record(i), Durability::Sync).map(|_| ());
+    let (secs, latencies, records) = drive_writers(writers, records, &append, || Error::Closed)?;
     log.close()?;
-    let phase = if writers == 1 {
-        "B".to_string()
-    } else {
-        format!("B{writers}")
-    };
     Ok(PhaseResult {
-        phase,
-        records: per_writer * writers,
+        phase: b_phase_name(writers),
+        records,
         secs,
         unit: "records/s",
         latencies,
@@ -258,7 +322,7 @@ pub mod ledger {
     use std::path::Path;
     use std::time::{Duration, Instant};
 
-    use super::{PhaseResult, PIPELINE_DEPTH, SYNC_EVERY_RECORDS};
+    use super::PhaseResult;
     use crate::ledger::{Ledger, LedgerError};
     use crate::log::{Durability, LogOptions};
     use crate::workload::Workload;
@@ -269,49 +333,39 @@ pub mod ledger {
         Ok(Ledger::open(dir, LogOptions::default(), TENANT)?.0)
     }
 
+    struct LedgerPipeline<'a> {
+        appender: crate::ledger::appender::LedgerAppender<'a>,
+        workload: &'a Workload,
+    }
+
+    impl super::Pipeline for LedgerPipeline<'_> {
+        type Error = LedgerError;
+        fn submit(&mut self, i: u64, durability: Durability) -> Result<(), LedgerError> {
+            self.appender
+                .submit(self.workload.step_request(i), durability)
+        }
+        fn try_next(&mut self) -> Option<Result<u64, LedgerError>> {
+            Some(self.appender.try_next_receipt()?.map(|r| r.offset))
+        }
+        fn next(&mut self) -> Result<u64, LedgerError> {
+            self.appender.next_receipt().map(|r| r.offset)
+        }
+        fn outstanding(&self) -> usize {
+            self.appender.outstanding()
+        }
+    }
+
     /// Phase A: one pipelined ledger appender, a `Sync` step every 1,000 (latencies of those).
     pub fn phase_a(dir: &Path, workload: &Workload) -> Result<PhaseResult, LedgerError> {
         let ledger = open(dir)?;
         let count = workload.record_count();
-        let mut latencies = Vec::new();
-        let mut sync_started = std::collections::VecDeque::new();
-        let started = Instant::now();
-        {
-            let mut appender = ledger.appender()?;
-            let mut collected = 0u64;
-            let mut collect =
-                |offset: u64, sync_started: &mut std::collections::VecDeque<(u64, Instant)>| {
-                    collected += 1;
-                    if let Some((n, t)) = sync_started.front() {
-                        if offset == *n {
-                            latencies.push(t.elapsed());
-                            sync_started.pop_front();
-                        }
-                    }
-                };
-            for i in 0..count {
-                let durable = (i + 1) % SYNC_EVERY_RECORDS == 0 || i + 1 == count;
-                let durability = if durable {
-                    Durability::Sync
-                } else {
-                    Durability::Buffered
-                };
-                if durable {
-                    sync_started.push_back((i, Instant::now()));
-                }
-                appender.submit(workload.step_request(i), durability)?;
-                while let Some(r) = appender.try_next_receipt() {
-                    collect(r?.offset, &mut sync_started);
-                }
-                while appender.outstanding() > PIPELINE_DEPTH {
-                    collect(appender.next_receipt()?.offset, &mut sync_started);
-                }
-            }
-            while appender.outstanding() > 0 {
-                collect(appender.next_receipt()?.offset, &mut sync_started);
-            }
-        }
-        let secs = started.elapsed().as_secs_f64();
+        let (secs, latencies) = {
+            let mut pipeline = LedgerPipeline {
+                appender: ledger.appender()?,
+                workload,
+            };
+            super::drive_pipeline(&mut pipeline, count)?
+        };
         drop(ledger);
         Ok(PhaseResult {
             phase: "A".to_string(),
@@ -330,42 +384,17 @@ pub mod ledger {
         records: u64,
     ) -> Result<PhaseResult, LedgerError> {
         let ledger = open(dir)?;
-        let writers = writers.max(1);
-        let per_writer = records / writers;
-        let started = Instant::now();
-        let latencies = std::thread::scope(|scope| -> Result<Vec<Duration>, LedgerError> {
-            let handles: Vec<_> = (0..writers)
-                .map(|w| {
-                    let ledger = &ledger;
-                    scope.spawn(move || -> Result<Vec<Duration>, LedgerError> {
-                        let mut lat = Vec::with_capacity(usize::try_from(per_writer).unwrap_or(0));
-                        for i in 0..per_writer {
-                            let request = workload.step_request(i * writers + w);
-                            let t = Instant::now();
-                            ledger.append(request, Durability::Sync)?;
-                            lat.push(t.elapsed());
-                        }
-                        Ok(lat)
-                    })
-                })
-                .collect();
-            let mut all = Vec::new();
-            for h in handles {
-                all.extend(
-                    h.join()
-                        .map_err(|_| LedgerError::Log(crate::Error::Closed))??,
-                );
-            }
-            Ok(all)
+        let append = |i: u64| {
+            ledger
+                .append(workload.step_request(i), Durability::Sync)
+                .map(|_| ())
+        };
+        let (secs, latencies, records) = super::drive_writers(writers, records, &append, || {
+            LedgerError::Log(crate::Error::Closed)
         })?;
-        let secs = started.elapsed().as_secs_f64();
         Ok(PhaseResult {
-            phase: if writers == 1 {
-                "B".to_string()
-            } else {
-                format!("B{writers}")
-            },
-            records: per_writer * writers,
+            phase: super::b_phase_name(writers),
+            records,
             secs,
             unit: "records/s",
             latencies,

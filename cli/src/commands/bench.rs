@@ -107,11 +107,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     }
     for phase in &phases {
         bench::reset_rss_peak();
-        if ledger {
-            run_ledger_phase(phase, &root, &a_dir, &workload, args)?;
-        } else {
-            run_phase(phase, &root, &a_dir, &workload, args)?;
-        }
+        run_phase(phase, &root, &a_dir, &workload, args, ledger)?;
     }
     Ok(0)
 }
@@ -122,61 +118,39 @@ fn run_phase(
     a_dir: &Path,
     workload: &Workload,
     args: &BenchArgs,
+    ledger: bool,
 ) -> Result<()> {
+    use bench::ledger as lg;
     let total = workload.record_count();
     let result = match phase {
         Phase::A => {
             remove_if_exists(a_dir)?;
-            bench::phase_a(a_dir, workload)?
+            if ledger {
+                lg::phase_a(a_dir, workload)?
+            } else {
+                bench::phase_a(a_dir, workload)?
+            }
         }
-        Phase::B => {
-            let dir = root.join("phase-b");
+        Phase::B | Phase::BW(_) => {
+            let (writers, name, default) = match phase {
+                Phase::BW(w) => (*w, format!("phase-b{w}"), 64 * 200),
+                _ => (1, "phase-b".to_string(), 2000),
+            };
+            let dir = root.join(name);
             remove_if_exists(&dir)?;
-            let records = args.sync_records.unwrap_or(2000).min(total);
-            bench::phase_b(&dir, workload, 1, records)?
+            let records = args.sync_records.unwrap_or(default).min(total);
+            if ledger {
+                lg::phase_b(&dir, workload, writers, records)?
+            } else {
+                bench::phase_b(&dir, workload, writers, records)?
+            }
         }
-        Phase::BW(writers) => {
-            let dir = root.join(format!("phase-b{writers}"));
-            remove_if_exists(&dir)?;
-            let records = args.sync_records.unwrap_or(64 * 200).min(total);
-            bench::phase_b(&dir, workload, *writers, records)?
-        }
+        Phase::C if ledger => lg::phase_c(a_dir)?,
         Phase::C => bench::phase_c(a_dir)?,
-        Phase::E => bench::phase_e(a_dir, 7)?,
+        Phase::D if ledger => lg::phase_d(a_dir, workload)?,
         Phase::D => bail!(UsageError("phase D needs --layer ledger".to_string())),
-    };
-    emit(&result)
-}
-
-fn run_ledger_phase(
-    phase: &Phase,
-    root: &Path,
-    a_dir: &Path,
-    workload: &Workload,
-    args: &BenchArgs,
-) -> Result<()> {
-    use bench::ledger;
-    let total = workload.record_count();
-    let result = match phase {
-        Phase::A => {
-            remove_if_exists(a_dir)?;
-            ledger::phase_a(a_dir, workload)?
-        }
-        Phase::B => {
-            let dir = root.join("phase-b");
-            remove_if_exists(&dir)?;
-            let records = args.sync_records.unwrap_or(2000).min(total);
-            ledger::phase_b(&dir, workload, 1, records)?
-        }
-        Phase::BW(writers) => {
-            let dir = root.join(format!("phase-b{writers}"));
-            remove_if_exists(&dir)?;
-            let records = args.sync_records.unwrap_or(64 * 200).min(total);
-            ledger::phase_b(&dir, workload, *writers, records)?
-        }
-        Phase::C => ledger::phase_c(a_dir)?,
-        Phase::D => ledger::phase_d(a_dir, workload)?,
-        Phase::E => ledger::phase_e(a_dir, 7)?,
+        Phase::E if ledger => lg::phase_e(a_dir, 7)?,
+        Phase::E => bench::phase_e(a_dir, 7)?,
     };
     emit(&result)
 }
