@@ -189,6 +189,18 @@ fn preview(text: &str, chars: usize) -> String {
     }
 }
 
+/// A step's block reason (when blocked) and a 100-character preview of its output, indented.
+fn print_reason_and_output(out: &mut impl Write, step: &Step, indent: usize) -> Result<()> {
+    let pad = " ".repeat(indent);
+    if step.stored.fields.blocked {
+        let reason = preview(step.text(slot::BLOCK_REASON), 100);
+        writeln!(out, "{pad}reason: {reason}")?;
+    }
+    let output = preview(step.text(slot::OUTPUT_CONTENT), 100);
+    writeln!(out, "{pad}output: {output}")?;
+    Ok(())
+}
+
 fn status(steps: &[Step]) -> &'static str {
     if steps.iter().any(|s| s.stored.fields.blocked) {
         "FAILED"
@@ -279,18 +291,7 @@ pub fn replay(cli: &Cli, args: &ReplayArgs) -> Result<u8> {
             f.tokens_used,
             if f.blocked { "  BLOCKED" } else { "" }
         )?;
-        if f.blocked {
-            writeln!(
-                out,
-                "       reason: {}",
-                preview(step.text(slot::BLOCK_REASON), 100)
-            )?;
-        }
-        writeln!(
-            out,
-            "       output: {}",
-            preview(step.text(slot::OUTPUT_CONTENT), 100)
-        )?;
+        print_reason_and_output(&mut out, step, 7)?;
     }
     Ok(0)
 }
@@ -352,18 +353,7 @@ pub fn trace(cli: &Cli, args: &TraceArgs) -> Result<u8> {
             f.cost_usd,
             f.duration_ms
         )?;
-        if f.blocked {
-            writeln!(
-                out,
-                "      reason: {}",
-                preview(step.text(slot::BLOCK_REASON), 100)
-            )?;
-        }
-        writeln!(
-            out,
-            "      output: {}",
-            preview(step.text(slot::OUTPUT_CONTENT), 100)
-        )?;
+        print_reason_and_output(&mut out, step, 6)?;
     }
     for e in &report.errors {
         writeln!(out, "  {}", e.message)?;
