@@ -125,6 +125,15 @@ fn identical_retry_returns_the_original_receipt_and_different_content_conflicts(
         matches!(&err, LedgerError::Conflict { reason } if reason.contains("output_content")),
         "{err}"
     );
+    let mut twice = request("A", "n1", 0.01);
+    twice.step_id = Some("A-dup".to_string());
+    let err = ledger
+        .append_batch(vec![twice.clone(), twice], Durability::Sync)
+        .unwrap_err();
+    assert!(
+        matches!(&err, LedgerError::Invalid { reason } if reason.contains("appears twice")),
+        "{err}"
+    );
     let mut other_run = first.clone();
     other_run.run_id = "B".to_string();
     assert!(matches!(

@@ -353,6 +353,14 @@ impl Ledger {
                 reason: "an empty batch".to_string(),
             });
         }
+        let mut seen = std::collections::HashSet::new();
+        for id in requests.iter().filter_map(|r| r.step_id.as_deref()) {
+            if !seen.insert(id) {
+                return Err(LedgerError::Invalid {
+                    reason: format!("step_id '{id}' appears twice in the batch"),
+                });
+            }
+        }
         let now = time::now_iso8601();
         let mut out = Vec::with_capacity(requests.len());
         for request in requests {
