@@ -202,6 +202,15 @@ fn run_head_expectations_are_checked_and_a_mismatch_writes_nothing() {
         )
         .unwrap();
     assert_eq!(s2.step_index, 2);
+    // A retry of a step sent with prev_hash (its ack lost) returns the original receipt,
+    // though the run's head has moved on.
+    let with_prev = StepRequest {
+        step_id: Some("A-s3".to_string()),
+        prev_hash: Some(hex(&s2.entry_hash)),
+        ..request("A", "n3", 0.01)
+    };
+    let s3 = ledger.append(with_prev.clone(), Durability::Sync).unwrap();
+    assert_eq!(ledger.append(with_prev, Durability::Sync).unwrap(), s3);
 }
 
 #[test]
@@ -519,4 +528,36 @@ fn verify_all_checks_the_log_and_every_chain_in_one_pass() {
         reader.describe_offset(offset).unwrap(),
         "step 2 of run 'A' (tenant 'default')"
     );
+}
+
+#[test]
+fn floats_with_17_significant_digits_survive_append_export_and_offline_verify() {
+    // Proves a float reads back as the same bits through a JSON step line, the log, the export
+    // and the offline verifier (a parser that rounds twice would break the entry hash).
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    let mut state = 0x853c_49e6_748f_ea9bu64;
+    let mut sent = Vec::new();
+    for n in 0..300u64 {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let x = (state >> 11) as f64 / (1u64 << 53) as f64; // uniform in [0, 1)
+        let line = format!(
+            r#"{{"run_id":"F","step_id":"F-{n}","node_id":"n","node_kind":"llm","input_task":"t","output_content":"o","verdict":"commit","blocked":false,"uncertainty":{x:?},"cost_usd":{x:?},"tokens_used":1,"carbon_gco2":{x:?},"duration_ms":{x:?}}}"#
+        );
+        ledger
+            .append(StepRequest::from_json(&line).unwrap(), Durability::Sync)
+            .unwrap();
+        sent.push(x);
+    }
+    let steps = ledger.get_run("F").unwrap();
+    for (step, x) in steps.iter().zip(&sent) {
+        assert_eq!(step.stored.fields.uncertainty.to_bits(), x.to_bits());
+    }
+    let mut out = Vec::new();
+    ledger.export_run("F", &mut out).unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let reports = meshflow_engine::ledger::offline::verify_export(&value).unwrap();
+    assert!(reports[0].valid(), "{:?}", &reports[0].errors[..1]);
 }

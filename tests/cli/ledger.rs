@@ -360,6 +360,21 @@ fn exports_verify_offline_and_edits_removals_and_reorders_fail() {
 
     let (code, out) = verify_file(&elsewhere, &serde_json::json!([1]), dir.path(), "junk.json");
     assert_eq!(code, 2, "{out}");
+
+    // A duplicate key makes a document that is not an envelope (parsers disagree on it).
+    let text = std::fs::read_to_string(&file).unwrap().replacen(
+        "\"run_id\": \"A\",",
+        "\"run_id\": \"A\", \"run_id\": \"B\",",
+        1,
+    );
+    let dup = dir.path().join("dup.json");
+    std::fs::write(&dup, text).unwrap();
+    let (code, out, err) = at(
+        &elsewhere,
+        &["audit", "verify", "--file", dup.to_str().unwrap()],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("duplicate key 'run_id'"), "{err}");
 }
 
 #[test]

@@ -197,7 +197,19 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> Result<u8> {
         }
     }
     if let Some(run) = &args.run_id {
-        let report = ledger.verify_chain(run)?;
+        let report = if trusted.is_some() {
+            // Anchored: the whole log must verify (every link up to the note's last record),
+            // not only this run's records.
+            let (_, reports) = ledger.verify_all()?;
+            reports
+                .into_iter()
+                .find(|r| r.run_id == *run)
+                .ok_or_else(|| LedgerError::NotFound {
+                    what: format!("run '{run}'"),
+                })?
+        } else {
+            ledger.verify_chain(run)?
+        };
         print_chain(&mut std::io::stdout().lock(), &report, cli.json)?;
         return Ok(u8::from(!report.valid));
     }
@@ -264,8 +276,8 @@ fn verify_file(cli: &Cli, file: &Path, trusted: Option<&Verified>) -> Result<u8>
             .and_then(|mut f| f.read_to_string(&mut text))
             .with_context(|| format!("reading {}", file.display()))?;
     }
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| UsageError(format!("{} is not JSON: {e}", file.display())))?;
+    let value = meshflow_engine::ledger::offline::parse_strict(&text)
+        .map_err(|e| UsageError(format!("{} is not an export: {e}", file.display())))?;
     let reports = verify_export(&value).map_err(UsageError)?;
     let mut anchor_notes = Vec::new();
     let mut anchor_failed = false;

@@ -188,19 +188,30 @@ pub fn write_note(c: &Checkpoint, key: Option<&SignerKey>) -> String {
 /// Parses the text part of a note.
 pub fn parse_text(text: &str) -> Result<Checkpoint, String> {
     let mut lines = text.split('\n');
+    let lower_hex = |h: &str| {
+        h.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
     let origin = lines
         .next()
-        .filter(|l| !l.is_empty())
-        .ok_or("no origin line")?;
+        .filter(|l| {
+            l.strip_prefix("meshflow-log/")
+                .is_some_and(|hex| hex.len() == 16 && lower_hex(hex))
+        })
+        .ok_or("the origin line is not meshflow-log/<16 lower-case hex digits>")?;
     let size = lines
         .next()
+        .filter(|l| l.bytes().all(|b| b.is_ascii_digit()) && !l.starts_with('0'))
         .and_then(|l| l.parse::<u64>().ok())
-        .ok_or("the second line is not a size")?;
+        .ok_or("the second line is not a size (decimal, at least 1, no leading zero)")?;
     let head = lines
         .next()
         .and_then(|l| STANDARD.decode(l).ok())
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or("the third line is not a base64 SHA-256 hash")?;
+    if lines.next().is_some_and(|l| !l.is_empty()) {
+        return Err("a note has no extension lines".to_string());
+    }
     Ok(Checkpoint {
         origin: origin.to_string(),
         size,

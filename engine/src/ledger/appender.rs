@@ -84,7 +84,7 @@ impl LedgerAppender<'_> {
         match receipts {
             Ok(r) => {
                 let first = r.first().ok_or(LedgerError::Log(Error::Closed))?;
-                Ok(built.receipt(first))
+                built.receipt(first)
             }
             Err(Error::Rejected { reason }) => Err(LedgerError::Conflict { reason }),
             Err(e) => Err(e.into()),

@@ -321,7 +321,7 @@ impl Ledger {
             "head_entry_hash": chain_hex(&head),
             "as_of_offset": snapshot.head.next_offset,
             "global_hash_at": chain_hex(&snapshot.head.head_hash),
-            "checkpoint": super::anchor::latest_note(self.dir()).map_or(Value::Null, Value::String),
+            "checkpoint": super::anchor::latest_note(self.dir(), snapshot.head.next_offset).map_or(Value::Null, Value::String),
         });
         let text = serde_json::to_string_pretty(&header)
             .map_err(|e| LedgerError::Log(Error::io("encoding an export", e.into())))?;

@@ -172,15 +172,19 @@ fn checkpoint_locked(
         .get(view.next_offset - 1)?
         .map(|r| r.view().hash())
         .ok_or(LedgerError::Log(Error::Closed))?;
+    // Whatever happens next, do not try again before the view moves on: a failing checkpoint
+    // (a full disk, say) must not turn every read into a failed rewrite of the whole view.
+    *last = view.data_end;
     let binding = checkpoint::store::write(&inner.dir, view, &hash, CHECKPOINTS_KEPT)?;
     *last = binding.offset;
+    // Durable at once, so that a checkpoint whose digest event a crash lost stays the rare case.
     log.append(
         RecordInput::new(
             checkpoint::KIND_CHECKPOINT_DIGEST,
             checkpoint::SYSTEM_TENANT,
             checkpoint::digest_event_payload(&binding),
         ),
-        Durability::Buffered,
+        Durability::Sync,
     )?;
     Ok(Some(binding))
 }
@@ -334,7 +338,7 @@ impl Ledger {
                 .into_iter()
                 .zip(receipts)
                 .map(|(b, r)| b.receipt(&r))
-                .collect()),
+                .collect::<Result<Vec<_>, _>>()?),
             Err(Error::Rejected { reason }) if reason.starts_with(DUPLICATE) => {
                 self.resolve_retry(&requests, &built)
             }
@@ -432,8 +436,16 @@ impl Ledger {
                 })?;
                 let (_, writer) = self.writable()?;
                 let state = writer.lock().unwrap_or_else(|p| p.into_inner());
+                // A step_id already written: this is a retry (or a conflict), which admission
+                // and `resolve_retry` decide; the run's head has moved past it either way.
+                let retried = request.step_id.as_ref().is_some_and(|id| {
+                    state
+                        .steps
+                        .contains_key(&step_key(self.tenant.as_bytes(), id.as_bytes()))
+                });
                 let key = admission::run_key(self.tenant.as_bytes(), request.run_id.as_bytes());
                 match state.runs.get(&key) {
+                    _ if retried => None,
                     Some(head) if head.count > 0 && head.head == wanted => Some(head.count),
                     Some(head) => {
                         return Err(LedgerError::Conflict {
@@ -504,11 +516,20 @@ impl Ledger {
                         reason: format!("step_id '{}' already exists in another run", b.step_id),
                     })?;
             if let Some(field) = retry_difference(request, &original) {
+                let erased = original.redacted().contains(&field);
                 return Err(LedgerError::Conflict {
-                    reason: format!(
-                        "step_id '{}' already exists with a different {field}",
-                        b.step_id
-                    ),
+                    reason: if erased {
+                        format!(
+                            "step_id '{}' already exists and its {field} was erased: a retry \
+                             cannot be confirmed",
+                            b.step_id
+                        )
+                    } else {
+                        format!(
+                            "step_id '{}' already exists with a different {field}",
+                            b.step_id
+                        )
+                    },
                 });
             }
             receipts.push(StepReceipt {
@@ -541,7 +562,9 @@ impl Ledger {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if view.next_offset >= last + CHECKPOINT_EVERY_RECORDS {
-                checkpoint_locked(&self.inner, &mut view)?;
+                // Best effort: reads must not fail because a checkpoint could not be written;
+                // the view is rebuilt from the log if it is missing.
+                let _ = checkpoint_locked(&self.inner, &mut view);
             }
         }
         Ok(view)
@@ -570,19 +593,25 @@ pub(crate) struct Built {
 }
 
 impl Built {
-    fn receipt(self, r: &Receipt) -> StepReceipt {
-        let admitted = r.admitted.unwrap_or(crate::log::Admitted {
-            index: 0,
-            hash: [0; 32],
-        });
-        StepReceipt {
+    /// The receipt, from the log's receipt and what admission computed (which the ledger's
+    /// admission always supplies for a step; its absence is reported, never papered over).
+    fn receipt(self, r: &Receipt) -> Result<StepReceipt, LedgerError> {
+        let admitted = r.admitted.ok_or_else(|| {
+            LedgerError::Log(Error::Poisoned {
+                reason: format!(
+                    "the step at offset {} was written but admission reported no index for it",
+                    r.offset
+                ),
+            })
+        })?;
+        Ok(StepReceipt {
             run_id: self.run_id,
             step_id: self.step_id,
             step_index: admitted.index,
             offset: r.offset,
             entry_hash: admitted.hash,
             timestamp: self.timestamp,
-        }
+        })
     }
 }
 

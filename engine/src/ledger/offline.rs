@@ -61,6 +61,80 @@ fn float(v: &Value, key: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("'{key}' is missing or not a number"))
 }
 
+/// Parses JSON text as an export is read: like `serde_json::from_str`, except that an object
+/// with a duplicate key is refused (parsers disagree on which copy wins, so such a document
+/// is not an envelope, `docs/audit-chain.md` §7).
+pub fn parse_strict(text: &str) -> Result<Value, String> {
+    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct Strict(Value);
+    struct StrictVisitor;
+
+    impl<'de> serde::Deserialize<'de> for Strict {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+            d.deserialize_any(StrictVisitor)
+        }
+    }
+
+    impl<'de> Visitor<'de> for StrictVisitor {
+        type Value = Strict;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+            Ok(Strict(Value::Bool(v)))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+            Ok(Strict(Value::from(v)))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+            Ok(Strict(Value::from(v)))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+            Ok(Strict(
+                serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+            ))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+            Ok(Strict(Value::String(v.to_string())))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+            Ok(Strict(Value::String(v)))
+        }
+        fn visit_unit<E>(self) -> Result<Strict, E> {
+            Ok(Strict(Value::Null))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+            let mut out = Vec::new();
+            while let Some(Strict(v)) = seq.next_element()? {
+                out.push(v);
+            }
+            Ok(Strict(Value::Array(out)))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let Strict(value) = map.next_value()?;
+                if out.insert(key.clone(), value).is_some() {
+                    return Err(serde::de::Error::custom(format!("duplicate key '{key}'")));
+                }
+            }
+            Ok(Strict(Value::Object(out)))
+        }
+    }
+
+    serde_json::from_str::<Strict>(text)
+        .map(|Strict(v)| v)
+        .map_err(|e| e.to_string())
+}
+
+/// 64 lower-case hex digits (the only spelling of a hash in an export).
+fn lower_hash(text: &str) -> Option<[u8; 32]> {
+    text.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        .then(|| parse_hash(text))?
+}
+
 /// Verifies one envelope.
 pub fn verify_envelope(env: &Value) -> Result<EnvelopeReport, String> {
     if env.get("format").and_then(Value::as_str) != Some(ENVELOPE_FORMAT) {
@@ -68,13 +142,16 @@ pub fn verify_envelope(env: &Value) -> Result<EnvelopeReport, String> {
             "not a meshflow run export (format is not {ENVELOPE_FORMAT})"
         ));
     }
+    let tenant = text(env, "tenant")?;
+    crate::log::check_tenant(tenant).map_err(|e| format!("tenant: {e}"))?;
+    text(env, "run_id")?;
     let steps = env
         .get("steps")
         .and_then(Value::as_array)
         .ok_or("'steps' is missing or not an array")?;
     let mut report = EnvelopeReport {
-        run_id: text(env, "run_id").unwrap_or("?").to_string(),
-        tenant: text(env, "tenant").unwrap_or("?").to_string(),
+        run_id: text(env, "run_id")?.to_string(),
+        tenant: tenant.to_string(),
         steps_verified: 0,
         steps_redacted: 0,
         head: String::new(),
@@ -83,6 +160,14 @@ pub fn verify_envelope(env: &Value) -> Result<EnvelopeReport, String> {
     let mut prev = [0u8; 32];
     let mut last_offset: Option<u64> = None;
     let as_of = env.get("as_of_offset").and_then(Value::as_u64);
+    match (as_of, env.get("global_hash_at").and_then(Value::as_str)) {
+        (Some(0), Some("")) => {}
+        (Some(n), Some(h)) if n > 0 && lower_hash(h).is_some() => {}
+        _ => report.errors.push(
+            "as_of_offset and global_hash_at disagree (\"\" exactly when as_of_offset is 0)"
+                .to_string(),
+        ),
+    }
     for (i, step) in steps.iter().enumerate() {
         let index = i as u64;
         let step_id = step
@@ -201,7 +286,7 @@ fn check_step(
         Some(o) => Some(ForkOrigin {
             parent_run_id: text(o, "parent_run_id")?.to_string(),
             parent_step_index: uint(o, "parent_step_index")?,
-            parent_entry_hash: parse_hash(text(o, "parent_entry_hash")?)
+            parent_entry_hash: lower_hash(text(o, "parent_entry_hash")?)
                 .ok_or("fork_origin.parent_entry_hash is not 64 hex digits")?,
             parent_offset: uint(o, "parent_offset")?,
         }),
@@ -235,8 +320,10 @@ fn check_step(
                 let salt = salts
                     .and_then(|s| s.get(*name))
                     .and_then(Value::as_str)
-                    .and_then(parse_hash)
-                    .ok_or(format!("salts.{name} is missing or not 64 hex digits"))?;
+                    .and_then(lower_hash)
+                    .ok_or(format!(
+                        "salts.{name} is missing or not 64 lower-case hex digits"
+                    ))?;
                 let slot = u16::try_from(k).unwrap_or(u16::MAX);
                 (
                     content.len() as u64,
@@ -247,8 +334,8 @@ fn check_step(
                 redacted = true;
                 (
                     uint(value, "length")?,
-                    parse_hash(text(value, "commitment")?)
-                        .ok_or(format!("{name}.commitment is not 64 hex digits"))?,
+                    lower_hash(text(value, "commitment")?)
+                        .ok_or(format!("{name}.commitment is not 64 lower-case hex digits"))?,
                 )
             }
             _ => return Err(format!("'{name}' is neither a string nor a redaction")),

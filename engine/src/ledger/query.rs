@@ -530,6 +530,7 @@ impl Ledger {
             index: u64,
             prev: [u8; 32],
             expected: [u8; 32],
+            step_key: super::admission::StepKey,
         }
         let snapshot = self.reader().snapshot()?;
         let end = snapshot.head.next_offset;
@@ -548,6 +549,7 @@ impl Ledger {
                         index: i as u64,
                         prev,
                         expected: s.entry_hash,
+                        step_key: s.step_key,
                     });
                     prev = s.entry_hash;
                     count += 1;
@@ -565,6 +567,8 @@ impl Ledger {
         };
         let failures: Mutex<Vec<(usize, ChainError)>> = Mutex::new(Vec::new());
         let redacted: Vec<AtomicU64> = runs.iter().map(|_| AtomicU64::new(0)).collect();
+        // Steps of each run the log pass met: every step the view lists must be met once.
+        let met: Vec<AtomicU64> = runs.iter().map(|_| AtomicU64::new(0)).collect();
         let hook = |_record: &Record, view: &FrameView<'_>, body: &[u8; 32]| {
             if view.kind() != step::KIND_STEP {
                 return;
@@ -593,6 +597,26 @@ impl Ledger {
                 return;
             };
             let Some(e) = table.get(i) else { return };
+            if let Some(c) = met.get(e.run) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+            // The record must be the step the view files there: same tenant, run and step id.
+            let filed = runs.get(e.run).is_some_and(|(tenant, run_id, _, _)| {
+                tenant.as_bytes() == view.tenant()
+                    && step::peek_ids(view.payload()).is_some_and(|(r, s)| {
+                        r == run_id
+                            && super::admission::step_key(view.tenant(), s.as_bytes()) == e.step_key
+                    })
+            });
+            if !filed {
+                fail(
+                    e.run,
+                    e.index,
+                    "record",
+                    format!("the runs view files the step at offset {offset} under another run, tenant or step id"),
+                );
+                return;
+            }
             let recomputed = step::entry_hash(&e.prev, e.index, offset, view.tenant(), body);
             if recomputed != e.expected {
                 fail(
@@ -619,6 +643,22 @@ impl Ledger {
         };
         let report = self.reader().verify_with(snapshot, &hook)?;
         let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+        for (r, (_, run_id, count, _)) in runs.iter().enumerate() {
+            let seen = met.get(r).map_or(0, |c| c.load(Ordering::Relaxed));
+            if seen != *count {
+                failures.push((
+                    r,
+                    ChainError {
+                        step_index: seen,
+                        step_id: "?".to_string(),
+                        hash: "record",
+                        message: format!(
+                            "the runs view lists {count} step(s) of run '{run_id}' but the log holds {seen} of them"
+                        ),
+                    },
+                ));
+            }
+        }
         failures.sort_by_key(|(run, e)| (*run, e.step_index));
         let mut order: Vec<usize> = (0..runs.len())
             .filter(|r| runs.get(*r).is_some_and(|(t, _, _, _)| *t == self.tenant))
@@ -653,15 +693,19 @@ impl Ledger {
         Ok((report, reports))
     }
 
-    /// Names the step a log offset holds (`step 3 (id) of run 'R'`), for error messages.
+    /// Names the step of this tenant a log offset holds (`step 3 of run 'R'`), for error
+    /// messages; `None` for an offset that holds none of its steps.
     pub fn describe_offset(&self, offset: u64) -> Option<String> {
         let view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
-        view.runs.values().find_map(|run| {
-            let i = run.steps.binary_search_by_key(&offset, |s| s.offset).ok()?;
-            Some(format!(
-                "step {i} of run '{}' (tenant '{}')",
-                run.run_id, run.tenant
-            ))
-        })
+        view.runs
+            .values()
+            .filter(|r| r.tenant == self.tenant)
+            .find_map(|run| {
+                let i = run.steps.binary_search_by_key(&offset, |s| s.offset).ok()?;
+                Some(format!(
+                    "step {i} of run '{}' (tenant '{}')",
+                    run.run_id, run.tenant
+                ))
+            })
     }
 }

@@ -75,23 +75,32 @@ impl RunsView {
     pub fn apply(&mut self, record: &Record) -> Result<(), Error> {
         let view = record.view();
         let offset = view.offset();
-        self.next_offset = offset + 1;
         if view.kind() == KIND_CHECKPOINT_DIGEST && view.tenant() == SYSTEM_TENANT.as_bytes() {
             self.check_digest_event(view.payload(), offset);
+            self.next_offset = offset + 1;
             return Ok(());
         }
-        self.data_end = offset + 1;
         if view.kind() != KIND_STEP {
+            self.next_offset = offset + 1;
+            self.data_end = offset + 1;
             return Ok(());
         }
-        let (run_id, step_id) = step::peek_ids(view.payload()).ok_or_else(|| {
+        // Everything that can fail comes before the view changes: a record that cannot be
+        // applied leaves the view where it was, and every later read reports it again.
+        let damaged = |why: &str| {
             Error::corrupt(
                 crate::format::segment_header::segment_file_name(record.segment_base()),
                 record.position(),
                 Some(offset),
-                "malformed step payload",
+                why.to_string(),
             )
-        })?;
+        };
+        let (run_id, step_id) =
+            step::peek_ids(view.payload()).ok_or_else(|| damaged("malformed step payload"))?;
+        let position =
+            u32::try_from(record.position()).map_err(|_| damaged("frame position beyond 4 GiB"))?;
+        let frame_len =
+            u32::try_from(view.frame_len()).map_err(|_| damaged("frame longer than 4 GiB"))?;
         let tenant = view.tenant();
         let key = run_key(tenant, run_id.as_bytes());
         let run = self.runs.entry(key).or_insert_with(|| RunState {
@@ -111,19 +120,14 @@ impl RunsView {
         run.steps.push(StepLoc {
             offset,
             segment_base: record.segment_base(),
-            position: u32::try_from(record.position()).map_err(|_| {
-                Error::corrupt(
-                    crate::format::segment_header::segment_file_name(record.segment_base()),
-                    record.position(),
-                    Some(offset),
-                    "frame position beyond 4 GiB",
-                )
-            })?,
-            frame_len: u32::try_from(view.frame_len()).unwrap_or(u32::MAX),
+            position,
+            frame_len,
             entry_hash,
             step_key: step_key(tenant, step_id.as_bytes()),
         });
         run.last_offset = offset;
+        self.next_offset = offset + 1;
+        self.data_end = offset + 1;
         Ok(())
     }
 

@@ -131,6 +131,12 @@ impl WriterState {
                     })
                 })
                 .collect();
+            if candidates.len() != metas.len() {
+                // Nothing has changed yet: refuse the batch rather than admit a shorter one.
+                return Err(Error::Rejected {
+                    reason: "malformed prepared frame".to_string(),
+                });
+            }
             match admission.admit(self.next_offset, &candidates) {
                 AdmitDecision::Accept(admitted) => {
                     let first = receipts.len();
