@@ -62,6 +62,9 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Summary, steps and chain status of a run (exit 1 when the chain is invalid).
     Trace(TraceArgs),
+    /// Hold the writer lock and serve appends from other processes over a Unix socket
+    /// (`docs/protocol.md`); write commands find it through `<db>/serve.json` and forward to it.
+    Serve(ServeArgs),
     /// Export runs and verify chains, online or from an export file.
     Audit {
         /// What to do.
@@ -125,6 +128,21 @@ pub struct AppendArgs {
     /// Print `{"line","offset","run_id","step_index"}` for each step once it is durable.
     #[arg(long)]
     pub ack: bool,
+    /// With no `serve` running and another process holding the writer lock, wait up to this
+    /// many seconds for it.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub wait_lock: f64,
+}
+
+/// `meshflow serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The Unix socket to listen on (default `<db>/serve.sock`).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// The largest request accepted, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_message_bytes: usize,
 }
 
 /// `meshflow replay`

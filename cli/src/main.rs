@@ -14,9 +14,21 @@ use meshflow_engine::Error;
 
 use args::{AuditCommand, Cli, Command, LogCommand};
 use meshflow_engine::ledger::LedgerError;
+use meshflow_engine::service::client::ClientError;
 
 /// Exit status for each error kind.
 fn exit_code(error: &anyhow::Error) -> u8 {
+    if let Some(e) = error.downcast_ref::<ClientError>() {
+        return match e {
+            ClientError::Remote { kind, .. } => match kind.as_str() {
+                "not_found" | "conflict" | "rejected" | "verification_failed" | "locked" => 1,
+                "invalid_input" | "limit_exceeded" | "too_large" | "unsupported_version" => 2,
+                "corrupt" | "unsupported_format" => 3,
+                _ => 4,
+            },
+            _ => 4,
+        };
+    }
     let engine = match error.downcast_ref::<LedgerError>() {
         Some(LedgerError::NotFound { .. } | LedgerError::Conflict { .. }) => return 1,
         Some(LedgerError::Invalid { .. }) => return 2,
@@ -60,6 +72,7 @@ fn main() -> ExitCode {
             LogCommand::Keygen(k) => commands::log::keygen(&cli, k),
         },
         Command::Append(a) => commands::ledger::append(&cli, a),
+        Command::Serve(a) => commands::serve::run(&cli, a),
         Command::Runs => commands::ledger::runs(&cli),
         Command::Replay(r) => commands::ledger::replay(&cli, r),
         Command::Trace(t) => commands::ledger::trace(&cli, t),

@@ -5,6 +5,12 @@ use meshflow_engine::Error;
 
 /// Prints an error the way SPEC.md §8 says.
 pub fn print_error(error: &anyhow::Error, json: bool) {
+    let remote = error
+        .downcast_ref::<meshflow_engine::service::client::ClientError>()
+        .map(|e| match e {
+            meshflow_engine::service::client::ClientError::Remote { kind, .. } => kind.clone(),
+            _ => "io".to_string(),
+        });
     let kind = match error.downcast_ref::<LedgerError>() {
         Some(LedgerError::NotFound { .. }) => "not_found",
         Some(LedgerError::Conflict { .. }) => "conflict",
@@ -16,6 +22,7 @@ pub fn print_error(error: &anyhow::Error, json: bool) {
             .downcast_ref::<Error>()
             .map_or("error", Error::kind_name),
     };
+    let kind = remote.as_deref().unwrap_or(kind);
     let message = error
         .chain()
         .map(ToString::to_string)

@@ -40,6 +40,7 @@ pub mod error;
 pub mod format;
 pub mod ledger;
 pub mod log;
+pub mod service;
 pub mod storage;
 pub mod workload;
 

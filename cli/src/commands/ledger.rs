@@ -6,8 +6,10 @@ use std::io::{BufRead, Write};
 use anyhow::{Context, Result};
 use meshflow_engine::ledger::export::{diff_json, report_json, step_json, summary_json};
 use meshflow_engine::ledger::step::slot;
-use meshflow_engine::ledger::{Ledger, LedgerError, Step, StepReceipt, StepRequest};
+use meshflow_engine::ledger::{Ledger, LedgerError, Step, StepRequest};
 use meshflow_engine::log::{Durability, LogOptions};
+use meshflow_engine::service::client::Client;
+use meshflow_engine::service::protocol::receipt_json;
 use serde_json::{json, Value};
 
 use crate::args::{AppendArgs, Cli, ReplayArgs, TraceArgs};
@@ -21,9 +23,66 @@ pub fn open_read(cli: &Cli) -> Result<Ledger> {
     )?)
 }
 
-/// Opens the ledger for writing (creating it), holding the writer lock.
-pub fn open_write(cli: &Cli) -> Result<Ledger> {
-    Ok(Ledger::open(&cli.db, LogOptions::default(), &cli.tenant)?.0)
+/// Opens the ledger for writing (creating it), holding the writer lock; when another process
+/// holds it, retries for up to `wait_secs`.
+pub fn open_write_waiting(cli: &Cli, wait_secs: f64) -> Result<Ledger> {
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_secs_f64(wait_secs.max(0.0));
+    loop {
+        match Ledger::open(&cli.db, LogOptions::default(), &cli.tenant) {
+            Ok((ledger, _)) => return Ok(ledger),
+            Err(LedgerError::Log(meshflow_engine::Error::Locked { .. }))
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Where `append` sends its batches: a running writer service, or the ledger opened here.
+enum Sink {
+    Service(Client),
+    Local(Ledger),
+}
+
+impl Sink {
+    /// Appends one batch of lines; the receipts as the protocol carries them.
+    fn append(
+        &mut self,
+        tenant: &str,
+        lines: Vec<String>,
+        durability: Durability,
+    ) -> Result<Vec<Value>> {
+        match self {
+            Sink::Service(client) => {
+                Ok(client.append(tenant, &lines, durability == Durability::Sync)?)
+            }
+            Sink::Local(ledger) => {
+                let mut requests = Vec::with_capacity(lines.len());
+                for (i, line) in lines.iter().enumerate() {
+                    requests.push(
+                        StepRequest::from_json(line)
+                            .map_err(anyhow::Error::from)
+                            .with_context(|| format!("line {}", i + 1))?,
+                    );
+                }
+                let receipts = ledger.append_batch(requests, durability)?;
+                Ok(receipts.iter().map(receipt_json).collect())
+            }
+        }
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        match self {
+            // A buffered batch through the service becomes durable with the service's next
+            // sync; an empty synchronous batch cannot be sent, so nothing more is needed here
+            // than what `--durability sync` gives.
+            Sink::Service(_) => Ok(()),
+            Sink::Local(ledger) => Ok(ledger.sync()?),
+        }
+    }
 }
 
 /// `meshflow append`
@@ -44,32 +103,41 @@ pub fn append(cli: &Cli, args: &AppendArgs) -> Result<u8> {
     } else {
         Durability::Sync
     };
-    let ledger = open_write(cli)?;
+    // A running writer service takes the batches; otherwise this process takes the lock.
+    let mut sink = match Client::discover(&cli.db) {
+        Some(client) => Sink::Service(client),
+        None => Sink::Local(open_write_waiting(cli, args.wait_lock)?),
+    };
     let mut out = std::io::stdout().lock();
-    let mut batch: Vec<StepRequest> = Vec::with_capacity(batch_lines);
+    let mut batch: Vec<String> = Vec::with_capacity(batch_lines);
     let mut batch_first_line = 1u64;
     let mut appended = 0u64;
     let mut first_offset: Option<u64> = None;
     let mut last_offset: Option<u64> = None;
     let mut runs = BTreeSet::new();
-    let mut flush = |batch: &mut Vec<StepRequest>, first_line: u64| -> Result<()> {
+    let mut flush = |batch: &mut Vec<String>, first_line: u64| -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let receipts = ledger
-            .append_batch(std::mem::take(batch), durability)
+        let receipts = sink
+            .append(&cli.tenant, std::mem::take(batch), durability)
             .with_context(|| {
                 format!(
                     "lines {first_line}..: batch not written ({appended} step(s) appended before it)"
                 )
             })?;
         for (i, r) in receipts.iter().enumerate() {
+            let offset = r["offset"].as_u64().unwrap_or(0);
             if args.ack {
-                let ack = json!({"line": first_line + i as u64, "offset": r.offset,
-                                 "run_id": r.run_id, "step_index": r.step_index});
+                let ack = json!({"line": first_line + i as u64, "offset": offset,
+                                 "run_id": r["run_id"], "step_index": r["step_index"]});
                 writeln!(out, "{ack}")?;
             }
-            record(&mut first_offset, &mut last_offset, &mut runs, r);
+            first_offset.get_or_insert(offset);
+            last_offset = Some(offset);
+            if let Some(run) = r["run_id"].as_str() {
+                runs.insert(run.to_string());
+            }
         }
         if args.ack {
             out.flush()?;
@@ -89,23 +157,25 @@ pub fn append(cli: &Cli, args: &AppendArgs) -> Result<u8> {
             break;
         }
         line_no += 1;
-        if line.trim().is_empty() {
+        let text = line.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() {
             continue;
         }
-        let request = StepRequest::from_json(line.trim_end_matches(['\n', '\r']))
+        // Checked here too, so a bad line is reported with its number before its batch is sent.
+        StepRequest::from_json(text)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("line {line_no}"))?;
         if batch.is_empty() {
             batch_first_line = line_no;
         }
-        batch.push(request);
+        batch.push(text.to_string());
         if batch.len() >= batch_lines {
             flush(&mut batch, batch_first_line)?;
         }
     }
     flush(&mut batch, batch_first_line)?;
     if durability == Durability::Buffered {
-        ledger.sync()?;
+        sink.sync()?;
     }
     let mut out = std::io::stdout().lock();
     if cli.json {
@@ -123,17 +193,6 @@ pub fn append(cli: &Cli, args: &AppendArgs) -> Result<u8> {
         }
     }
     Ok(0)
-}
-
-fn record(
-    first: &mut Option<u64>,
-    last: &mut Option<u64>,
-    runs: &mut BTreeSet<String>,
-    r: &StepReceipt,
-) {
-    first.get_or_insert(r.offset);
-    *last = Some(r.offset);
-    runs.insert(r.run_id.clone());
 }
 
 /// `meshflow runs`

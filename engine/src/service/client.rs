@@ -1,0 +1,128 @@
+//! The library client of the writer service (`docs/protocol.md`).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::protocol;
+use super::ServiceInfo;
+
+/// Why a request through the service failed.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The socket failed (the service is gone, or the connection broke).
+    Io(std::io::Error),
+    /// The service answered something that is not the protocol.
+    Protocol(String),
+    /// The service refused the request: `kind` as in `docs/protocol.md`.
+    Remote {
+        /// The error kind (`invalid_input`, `conflict`, …).
+        kind: String,
+        /// The service's message.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Io(e) => write!(f, "writer service: {e}"),
+            ClientError::Protocol(why) => write!(f, "writer service protocol error: {why}"),
+            ClientError::Remote { message, .. } => write!(f, "{message}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// A connection to a writer service.
+#[derive(Debug)]
+pub struct Client {
+    stream: UnixStream,
+}
+
+impl Client {
+    /// Connects to the service listening on `socket`.
+    pub fn connect(socket: &Path) -> Result<Client, ClientError> {
+        UnixStream::connect(socket)
+            .map(|stream| Client { stream })
+            .map_err(ClientError::Io)
+    }
+
+    /// Connects to the service of the log in `dir`, if one is running: `serve.json` names its
+    /// socket and the socket answers a ping. `None` otherwise (no service, or a stale file).
+    pub fn discover(dir: &Path) -> Option<Client> {
+        let info = ServiceInfo::read(dir)?;
+        let mut client = Client::connect(&info.socket).ok()?;
+        client.request(&protocol::ping_request()).ok()?;
+        Some(client)
+    }
+
+    /// Sends a request and returns the `ok` response; a refusal is [`ClientError::Remote`].
+    pub fn request(&mut self, request: &Value) -> Result<Value, ClientError> {
+        if let Err(e) = self.stream.write_all(&protocol::encode(request)) {
+            // The service may have refused the request before reading all of it (too large)
+            // and closed: its answer is still there to read.
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) {
+                return Err(ClientError::Io(e));
+            }
+            return match self.read_response() {
+                Err(ClientError::Io(_)) | Ok(_) => Err(ClientError::Io(e)),
+                Err(refusal) => Err(refusal),
+            };
+        }
+        self.read_response()
+    }
+
+    fn read_response(&mut self) -> Result<Value, ClientError> {
+        let mut prefix = [0u8; 4];
+        self.stream
+            .read_exact(&mut prefix)
+            .map_err(ClientError::Io)?;
+        let len = protocol::body_len(prefix);
+        if len > protocol::MESSAGE_BYTES_MAX.saturating_mul(4) {
+            return Err(ClientError::Protocol(format!("a response of {len} bytes")));
+        }
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body).map_err(ClientError::Io)?;
+        let response: Value = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Protocol(format!("response is not JSON: {e}")))?;
+        if response.get("ok") == Some(&Value::Bool(true)) {
+            return Ok(response);
+        }
+        let error = response.get("error");
+        let field = |k: &str| {
+            error
+                .and_then(|e| e.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        Err(ClientError::Remote {
+            kind: field("kind"),
+            message: field("message"),
+        })
+    }
+
+    /// Appends `lines` (step JSON objects) as one atomic batch for `tenant`; the receipts, in
+    /// order, once durable (`sync`) or sequenced.
+    pub fn append(
+        &mut self,
+        tenant: &str,
+        lines: &[String],
+        sync: bool,
+    ) -> Result<Vec<Value>, ClientError> {
+        let response = self.request(&protocol::append_request(tenant, lines, sync))?;
+        match response.get("receipts") {
+            Some(Value::Array(receipts)) if receipts.len() == lines.len() => Ok(receipts.clone()),
+            _ => Err(ClientError::Protocol(
+                "an append response without one receipt per line".to_string(),
+            )),
+        }
+    }
+}
