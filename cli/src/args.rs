@@ -254,8 +254,9 @@ pub struct BenchArgs {
     /// Which layer to measure: `ledger` (steps with both chains) or `log` (bare records).
     #[arg(long, default_value = "ledger", value_parser = ["ledger", "log"])]
     pub layer: String,
-    /// Phases to run, comma-separated: A, B, B64 (or B<W>), C, D (ledger only), E (default:
-    /// all of them for the layer).
+    /// Phases to run, comma-separated: A, B, B64 (or B<W>), C, D (ledger only), E, S64 (or
+    /// S<W>: B<W> through the writer service's socket; ledger only). Default: all of them for
+    /// the layer.
     #[arg(long)]
     pub phases: Option<String>,
     /// Runs (R).

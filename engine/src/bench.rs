@@ -477,3 +477,77 @@ pub mod ledger {
         })
     }
 }
+
+/// Phase `S<W>`: `writers` client threads, each with its own connection to an in-process writer
+/// service (`docs/protocol.md`) on a Unix socket, each appending one step per request, durable
+/// on return: the B<W> workload through the socket, to compare with the in-process rate.
+pub mod service {
+    use std::path::Path;
+    use std::sync::atomic::Ordering;
+
+    use super::PhaseResult;
+    use crate::ledger::{Ledger, LedgerError};
+    use crate::log::LogOptions;
+    use crate::service::client::{Client, ClientError};
+    use crate::service::server::{Server, ServerOptions};
+    use crate::workload::Workload;
+
+    /// Runs phase `S<W>` on a fresh log in `dir`.
+    pub fn phase_s(
+        dir: &Path,
+        workload: &Workload,
+        writers: u64,
+        records: u64,
+    ) -> Result<PhaseResult, LedgerError> {
+        let ledger = Ledger::open(dir, LogOptions::default(), "default")?.0;
+        let io = |e: std::io::Error| LedgerError::Log(crate::Error::io("running the service", e));
+        let server = Server::start(
+            ledger,
+            ServerOptions {
+                socket: dir.join("bench.sock"),
+                max_message_bytes: crate::service::protocol::MESSAGE_BYTES_MAX,
+            },
+        )
+        .map_err(io)?;
+        let stop = server.stop_handle();
+        let thread = std::thread::spawn(move || server.run());
+        let socket = dir.join("bench.sock");
+        let clients: Vec<std::sync::Mutex<Client>> = (0..writers.max(1))
+            .map(|_| Client::connect(&socket).map(std::sync::Mutex::new))
+            .collect::<Result<_, _>>()
+            .map_err(|e| remote(&e))?;
+        let append = |i: u64| -> Result<(), LedgerError> {
+            let w = usize::try_from(i % writers.max(1)).unwrap_or(0);
+            let line = workload.step_request(i).to_json_line();
+            let client = clients
+                .get(w)
+                .ok_or(LedgerError::Log(crate::Error::Closed))?;
+            let mut client = client.lock().unwrap_or_else(|p| p.into_inner());
+            client
+                .append("default", &[line], true)
+                .map(|_| ())
+                .map_err(|e| remote(&e))
+        };
+        let result = super::drive_writers(writers, records, &append, || {
+            LedgerError::Log(crate::Error::Closed)
+        });
+        drop(clients);
+        stop.store(true, Ordering::Relaxed);
+        let _ = thread.join();
+        let (secs, latencies, records) = result?;
+        Ok(PhaseResult {
+            phase: format!("S{}", writers.max(1)),
+            records,
+            secs,
+            unit: "records/s",
+            latencies,
+        })
+    }
+
+    fn remote(e: &ClientError) -> LedgerError {
+        LedgerError::Log(crate::Error::io(
+            "appending through the service",
+            std::io::Error::other(e.to_string()),
+        ))
+    }
+}

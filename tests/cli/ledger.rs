@@ -391,7 +391,7 @@ fn bench_ledger_layer_prints_one_json_object_per_phase() {
         "--payload",
         "16",
         "--phases",
-        "A,B,B4,C,D,E",
+        "A,B,B4,S4,C,D,E",
         "--sync-records",
         "8",
         "--dir",
@@ -406,14 +406,18 @@ fn bench_ledger_layer_prints_one_json_object_per_phase() {
         .iter()
         .map(|p| p["phase"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["A", "B", "B4", "C", "D", "E"]);
+    assert_eq!(names, ["A", "B", "B4", "S4", "C", "D", "E"]);
     assert_eq!(phases[0]["records"], 30);
     assert_eq!(
-        phases[3]["records"], 31,
+        phases[3]["records"], 8,
+        "S4: B4's records through the socket"
+    );
+    assert_eq!(
+        phases[4]["records"], 31,
         "C scans phase A's 30 steps and its checkpoint-digest event"
     );
-    assert_eq!(phases[4]["unit"], "runs/s");
-    assert_eq!(phases[4]["records"], 1000, "D reads 1,000 random runs");
+    assert_eq!(phases[5]["unit"], "runs/s");
+    assert_eq!(phases[5]["records"], 1000, "D reads 1,000 random runs");
     assert!(phases.iter().all(|p| p["rate"].as_f64().unwrap() > 0.0));
     let (code, _, err) = meshflow(&["bench", "--layer", "log", "--phases", "D"]);
     assert_eq!(code, 2, "{err}");

@@ -18,6 +18,7 @@ enum Phase {
     C,
     D,
     E,
+    SW(u64),
 }
 
 fn parse_phases(text: &str, writers: Option<u64>) -> Result<Vec<Phase>> {
@@ -29,10 +30,16 @@ fn parse_phases(text: &str, writers: Option<u64>) -> Result<Vec<Phase>> {
             "C" => Phase::C,
             "E" => Phase::E,
             "D" => Phase::D,
+            other if other.starts_with('S') => match other[1..].parse::<u64>() {
+                Ok(w) if w > 0 => Phase::SW(writers.unwrap_or(w)),
+                _ => bail!(UsageError(format!(
+                    "unknown phase '{other}' (A, B, B<W>, C, D, E, S<W>)"
+                ))),
+            },
             other => match other.strip_prefix('B').map(str::parse::<u64>) {
                 Some(Ok(w)) if w > 0 => Phase::BW(writers.unwrap_or(w)),
                 _ => bail!(UsageError(format!(
-                    "unknown phase '{other}' (A, B, B<W>, C, D, E)"
+                    "unknown phase '{other}' (A, B, B<W>, C, D, E, S<W>)"
                 ))),
             },
         };
@@ -72,9 +79,9 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
         args.phases.as_deref().unwrap_or(default_phases),
         args.writers,
     )?;
-    if !ledger && phases.contains(&Phase::D) {
+    if !ledger && phases.iter().any(|p| matches!(p, Phase::D | Phase::SW(_))) {
         bail!(UsageError(
-            "phase D reads runs: it needs --layer ledger".to_string()
+            "phases D and S<W> need --layer ledger".to_string()
         ));
     }
     let workload = Workload {
@@ -151,6 +158,12 @@ fn run_phase(
         Phase::D => bail!(UsageError("phase D needs --layer ledger".to_string())),
         Phase::E if ledger => lg::phase_e(a_dir, 7)?,
         Phase::E => bench::phase_e(a_dir, 7)?,
+        Phase::SW(writers) => {
+            let dir = root.join(format!("phase-s{writers}"));
+            remove_if_exists(&dir)?;
+            let records = args.sync_records.unwrap_or(64 * 200).min(total);
+            bench::service::phase_s(&dir, workload, *writers, records)?
+        }
     };
     emit(&result)
 }

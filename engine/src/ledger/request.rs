@@ -215,6 +215,60 @@ impl StepRequest {
     }
 }
 
+impl StepRequest {
+    /// The request as one JSON object text, the line format [`StepRequest::from_json`] reads
+    /// (metadata is spliced in as its exact text).
+    pub fn to_json_line(&self) -> String {
+        let mut m = serde_json::Map::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            m.insert(k.to_string(), v);
+        };
+        let num = |x: f64| {
+            serde_json::Number::from_f64(x)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number)
+        };
+        put("run_id", self.run_id.clone().into());
+        if let Some(id) = &self.step_id {
+            put("step_id", id.clone().into());
+        }
+        put("node_id", self.node_id.clone().into());
+        put("node_kind", self.node_kind.clone().into());
+        put("input_task", self.input_task.clone().into());
+        put("output_content", self.output_content.clone().into());
+        put("verdict", self.verdict.clone().into());
+        put("blocked", self.blocked.into());
+        if let Some(r) = &self.block_reason {
+            put("block_reason", r.clone().into());
+        }
+        put("uncertainty", num(self.uncertainty));
+        put("cost_usd", num(self.cost_usd));
+        put("tokens_used", self.tokens_used.into());
+        put("carbon_gco2", num(self.carbon_gco2));
+        put("duration_ms", num(self.duration_ms));
+        if let Some(t) = &self.timestamp {
+            put("timestamp", t.clone().into());
+        }
+        if let Some(t) = &self.tenant_id {
+            put("tenant_id", t.clone().into());
+        }
+        if let Some(p) = &self.prev_hash {
+            put("prev_hash", p.clone().into());
+        }
+        if let Some(e) = self.expected_step_index {
+            put("expected_step_index", e.into());
+        }
+        let text = serde_json::Value::Object(m).to_string();
+        match &self.metadata_json {
+            // Splice the exact metadata text in before the closing brace.
+            Some(meta) => match text.strip_suffix('}') {
+                Some(open) => format!("{open},\"metadata\":{meta}}}"),
+                None => text,
+            },
+            None => text,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +277,12 @@ mod tests {
         "output_content":"o","verdict":"commit","blocked":false,"uncertainty":0.1,
         "cost_usd":0.01,"tokens_used":10,"carbon_gco2":0.0,"duration_ms":5,
         "metadata":{ "b": 1,"a":[2] }}"#;
+
+    #[test]
+    fn a_request_round_trips_through_its_json_line() {
+        let r = StepRequest::from_json(FULL).unwrap();
+        assert_eq!(StepRequest::from_json(&r.to_json_line()).unwrap(), r);
+    }
 
     #[test]
     fn parses_a_full_step_and_keeps_metadata_bytes_exactly() {
