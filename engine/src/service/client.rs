@@ -41,14 +41,15 @@ impl std::error::Error for ClientError {}
 #[derive(Debug)]
 pub struct Client {
     stream: UnixStream,
+    reader: std::io::BufReader<UnixStream>,
 }
 
 impl Client {
     /// Connects to the service listening on `socket`.
     pub fn connect(socket: &Path) -> Result<Client, ClientError> {
-        UnixStream::connect(socket)
-            .map(|stream| Client { stream })
-            .map_err(ClientError::Io)
+        let stream = UnixStream::connect(socket).map_err(ClientError::Io)?;
+        let reader = std::io::BufReader::new(stream.try_clone().map_err(ClientError::Io)?);
+        Ok(Client { stream, reader })
     }
 
     /// Connects to the service of the log in `dir`, if one is running: `serve.json` names its
@@ -81,7 +82,7 @@ impl Client {
 
     fn read_response(&mut self) -> Result<Value, ClientError> {
         let mut prefix = [0u8; 4];
-        self.stream
+        self.reader
             .read_exact(&mut prefix)
             .map_err(ClientError::Io)?;
         let len = protocol::body_len(prefix);
@@ -89,7 +90,7 @@ impl Client {
             return Err(ClientError::Protocol(format!("a response of {len} bytes")));
         }
         let mut body = vec![0u8; len];
-        self.stream.read_exact(&mut body).map_err(ClientError::Io)?;
+        self.reader.read_exact(&mut body).map_err(ClientError::Io)?;
         let response: Value = serde_json::from_slice(&body)
             .map_err(|e| ClientError::Protocol(format!("response is not JSON: {e}")))?;
         if response.get("ok") == Some(&Value::Bool(true)) {

@@ -114,7 +114,7 @@ impl Server {
 
 /// Reads exactly `buf.len()` bytes; `Ok(false)` when the peer closed before the first byte, or
 /// when `stop` was set while waiting for it.
-fn read_full(stream: &mut UnixStream, buf: &mut [u8], stop: &AtomicBool) -> std::io::Result<bool> {
+fn read_full(stream: &mut impl Read, buf: &mut [u8], stop: &AtomicBool) -> std::io::Result<bool> {
     let mut got = 0;
     while got < buf.len() {
         let dst = buf.get_mut(got..).unwrap_or(&mut []);
@@ -134,9 +134,15 @@ fn read_full(stream: &mut UnixStream, buf: &mut [u8], stop: &AtomicBool) -> std:
     Ok(true)
 }
 
-fn serve_connection(mut stream: UnixStream, ledger: &Ledger, stop: &AtomicBool, max: usize) {
+fn serve_connection(stream: UnixStream, ledger: &Ledger, stop: &AtomicBool, max: usize) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(POLL));
+    // Reads through a buffer (a request's prefix and body usually arrive in one read).
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut stream = std::io::BufReader::with_capacity(64 << 10, stream);
     loop {
         let mut prefix = [0u8; 4];
         match read_full(&mut stream, &mut prefix, stop) {
@@ -145,7 +151,7 @@ fn serve_connection(mut stream: UnixStream, ledger: &Ledger, stop: &AtomicBool, 
         }
         let len = protocol::body_len(prefix);
         if len > max {
-            let _ = stream.write_all(&protocol::encode(&protocol::error(
+            let _ = writer.write_all(&protocol::encode(&protocol::error(
                 "too_large",
                 &format!("a request of {len} bytes is over the limit of {max}"),
             )));
@@ -167,7 +173,7 @@ fn serve_connection(mut stream: UnixStream, ledger: &Ledger, stop: &AtomicBool, 
                 Err(e) => protocol::error("invalid_input", &format!("not a JSON object: {e}")),
             }
         };
-        if stream.write_all(&protocol::encode(&response)).is_err() {
+        if writer.write_all(&protocol::encode(&response)).is_err() {
             return;
         }
     }
