@@ -480,7 +480,7 @@ pub mod ledger {
 
 /// Phase `S<W>`: `writers` client threads, each with its own connection to an in-process writer
 /// service (`docs/protocol.md`) on a Unix socket, each appending one step per request, durable
-/// on return: the B<W> workload through the socket, to compare with the in-process rate.
+/// on return: the `B<W>` workload through the socket, to compare with the in-process rate.
 pub mod service {
     use std::path::Path;
     use std::sync::atomic::Ordering;
