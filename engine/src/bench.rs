@@ -29,6 +29,22 @@ pub struct PhaseResult {
 }
 
 impl PhaseResult {
+    /// A phase measured in records per second.
+    pub fn records_per_sec(
+        phase: impl Into<String>,
+        records: u64,
+        secs: f64,
+        latencies: Vec<Duration>,
+    ) -> PhaseResult {
+        PhaseResult {
+            phase: phase.into(),
+            records,
+            secs,
+            unit: "records/s",
+            latencies,
+        }
+    }
+
     /// Records per second, or reopens per second for E.
     pub fn rate(&self) -> f64 {
         if self.unit == "reopens/s" {
@@ -190,13 +206,12 @@ pub fn phase_a(dir: &Path, workload: &Workload) -> Result<PhaseResult, Error> {
         drive_pipeline(&mut pipeline, count)?
     };
     log.close()?;
-    Ok(PhaseResult {
-        phase: "A".to_string(),
-        records: count,
+    Ok(PhaseResult::records_per_sec(
+        "A".to_string(),
+        count,
         secs,
-        unit: "records/s",
         latencies,
-    })
+    ))
 }
 
 /// Phases B (`writers` = 1) and `B<W>`: each of `writers` threads appends durable on return.
@@ -210,13 +225,12 @@ pub fn phase_b(
     let append = |i: u64| log.append(workload.record(i), Durability::Sync).map(|_| ());
     let (secs, latencies, records) = drive_writers(writers, records, &append, || Error::Closed)?;
     log.close()?;
-    Ok(PhaseResult {
-        phase: b_phase_name(writers),
+    Ok(PhaseResult::records_per_sec(
+        b_phase_name(writers),
         records,
         secs,
-        unit: "records/s",
         latencies,
-    })
+    ))
 }
 
 /// Phase C: a full verifying scan (frames, chain, slots) of the log in `dir`.
@@ -225,13 +239,12 @@ pub fn phase_c(dir: &Path) -> Result<PhaseResult, Error> {
     let started = Instant::now();
     let report = reader.verify()?;
     let secs = started.elapsed().as_secs_f64();
-    Ok(PhaseResult {
-        phase: "C".to_string(),
-        records: report.record_count,
+    Ok(PhaseResult::records_per_sec(
+        "C".to_string(),
+        report.record_count,
         secs,
-        unit: "records/s",
-        latencies: Vec::new(),
-    })
+        Vec::new(),
+    ))
 }
 
 /// Phase E: clean reopen of the (cleanly closed) log in `dir` until ready to append; the
@@ -367,13 +380,12 @@ pub mod ledger {
             super::drive_pipeline(&mut pipeline, count)?
         };
         drop(ledger);
-        Ok(PhaseResult {
-            phase: "A".to_string(),
-            records: count,
+        Ok(PhaseResult::records_per_sec(
+            "A".to_string(),
+            count,
             secs,
-            unit: "records/s",
             latencies,
-        })
+        ))
     }
 
     /// Phases B and `B<W>`: `writers` threads, each step durable on return.
@@ -392,13 +404,12 @@ pub mod ledger {
         let (secs, latencies, records) = super::drive_writers(writers, records, &append, || {
             LedgerError::Log(crate::Error::Closed)
         })?;
-        Ok(PhaseResult {
-            phase: super::b_phase_name(writers),
+        Ok(PhaseResult::records_per_sec(
+            super::b_phase_name(writers),
             records,
             secs,
-            unit: "records/s",
             latencies,
-        })
+        ))
     }
 
     /// Phase C: open the ledger read-only (runs view from its checkpoint) and verify the log
@@ -413,13 +424,12 @@ pub mod ledger {
             });
         }
         let secs = started.elapsed().as_secs_f64();
-        Ok(PhaseResult {
-            phase: "C".to_string(),
-            records: report.record_count,
+        Ok(PhaseResult::records_per_sec(
+            "C".to_string(),
+            report.record_count,
             secs,
-            unit: "records/s",
-            latencies: Vec::new(),
-        })
+            Vec::new(),
+        ))
     }
 
     /// Phase D: every step of 1,000 runs picked at random (a fixed seed), runs/s; latencies
@@ -535,13 +545,12 @@ pub mod service {
         stop.store(true, Ordering::Relaxed);
         let _ = thread.join();
         let (secs, latencies, records) = result?;
-        Ok(PhaseResult {
-            phase: format!("S{}", writers.max(1)),
+        Ok(PhaseResult::records_per_sec(
+            format!("S{}", writers.max(1)),
             records,
             secs,
-            unit: "records/s",
             latencies,
-        })
+        ))
     }
 
     fn remote(e: &ClientError) -> LedgerError {

@@ -114,13 +114,7 @@ pub fn records_result(
     secs: f64,
     latencies: Vec<Duration>,
 ) -> PhaseResult {
-    PhaseResult {
-        phase: phase.to_string(),
-        records,
-        secs,
-        unit: "records/s",
-        latencies,
-    }
+    PhaseResult::records_per_sec(phase, records, secs, latencies)
 }
 
 /// Phase E's result: `secs` is the median of the reopen `latencies`.
