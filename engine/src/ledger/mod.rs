@@ -481,7 +481,7 @@ impl Ledger {
 
     /// A batch was refused because a step id exists: it is an identical retry (every step
     /// already written with the same content) or a conflict.
-    fn resolve_retry(
+    pub(crate) fn resolve_retry(
         &self,
         requests: &[StepRequest],
         built: &[Built],
@@ -595,7 +595,7 @@ pub(crate) struct Built {
 impl Built {
     /// The receipt, from the log's receipt and what admission computed (which the ledger's
     /// admission always supplies for a step; its absence is reported, never papered over).
-    fn receipt(self, r: &Receipt) -> Result<StepReceipt, LedgerError> {
+    pub(crate) fn receipt(self, r: &Receipt) -> Result<StepReceipt, LedgerError> {
         let admitted = r.admitted.ok_or_else(|| {
             LedgerError::Log(Error::Poisoned {
                 reason: format!(

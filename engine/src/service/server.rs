@@ -1,10 +1,11 @@
 //! The writer service (`docs/protocol.md`): it owns a writable [`Ledger`] and serves requests
-//! from a Unix domain socket, one thread per connection. Appends from all connections meet in
-//! the log's sequencer, so concurrent clients share group commits as in-process threads do.
+//! from a Unix domain socket. Connections are tasks on a small tokio runtime; appends from all
+//! of them go to one driver thread and the log's pipelined appender, so concurrent clients share
+//! group commits as in-process threads do.
 //! Stopping (the handle from [`Server::stop_handle`]) lets every connection finish the request
 //! it is serving, then closes the ledger cleanly and removes `serve.json` and the socket.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,84 +83,138 @@ impl Server {
         self.stop.clone()
     }
 
-    /// Serves until stopped; then waits for the connections to finish the request in hand,
-    /// closes the ledger and removes `serve.json` and the socket.
+    /// Serves until stopped; then lets the connections finish the requests in hand, closes
+    /// the ledger and removes `serve.json` and the socket.
+    ///
+    /// Connections are tasks on a two-thread tokio runtime; their appends go to one driver
+    /// thread that submits every waiting request to the log's pipelined appender at once, so
+    /// requests from all connections share group commits and no request holds a thread.
     pub fn run(self) -> std::io::Result<()> {
-        let mut workers = Vec::new();
-        while !self.stop.load(Ordering::Relaxed) {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    let ledger = self.ledger.clone();
-                    let stop = self.stop.clone();
-                    let max = self.options.max_message_bytes;
-                    workers.push(std::thread::spawn(move || {
-                        serve_connection(stream, &ledger, &stop, max);
-                    }));
-                    workers.retain(|w| !w.is_finished());
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(POLL),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        for w in workers {
-            let _ = w.join();
-        }
-        let _ = std::fs::remove_file(self.dir.join(INFO_FILE));
-        let _ = std::fs::remove_file(&self.options.socket);
-        drop(self.ledger);
-        Ok(())
+        let Server {
+            ledger,
+            listener,
+            options,
+            stop,
+            dir,
+        } = self;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("meshflow-serve")
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let (jobs, queue) = crossbeam_channel::bounded::<Job>(4096);
+        let driver_ledger = ledger.clone();
+        let driver = std::thread::Builder::new()
+            .name("meshflow-append".to_string())
+            .spawn(move || drive(&driver_ledger, &queue))?;
+        let served = runtime.block_on(accept_loop(
+            listener,
+            ledger,
+            jobs,
+            stop,
+            options.max_message_bytes,
+        ));
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        let _ = driver.join();
+        let _ = std::fs::remove_file(dir.join(INFO_FILE));
+        let _ = std::fs::remove_file(&options.socket);
+        served
     }
 }
 
+/// One append request on its way to the driver thread.
+struct Job {
+    handle: Ledger,
+    requests: Vec<StepRequest>,
+    durability: Durability,
+    reply: tokio::sync::oneshot::Sender<Value>,
+}
+
+async fn accept_loop(
+    listener: UnixListener,
+    ledger: Ledger,
+    jobs: crossbeam_channel::Sender<Job>,
+    stop: Arc<AtomicBool>,
+    max: usize,
+) -> std::io::Result<()> {
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    let mut connections = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        match tokio::time::timeout(POLL, listener.accept()).await {
+            Err(_elapsed) => {}
+            Ok(Ok((stream, _))) => {
+                let ledger = ledger.clone();
+                let jobs = jobs.clone();
+                let stop = stop.clone();
+                connections.push(tokio::spawn(async move {
+                    serve_connection(stream, &ledger, &jobs, &stop, max).await;
+                }));
+                connections.retain(|c| !c.is_finished());
+            }
+            Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+    for c in connections {
+        let _ = c.await;
+    }
+    Ok(())
+}
+
 /// Reads exactly `buf.len()` bytes; `Ok(false)` when the peer closed before the first byte, or
-/// when `stop` was set while waiting for it.
-fn read_full(stream: &mut impl Read, buf: &mut [u8], stop: &AtomicBool) -> std::io::Result<bool> {
+/// when `stop` is set while waiting for it. Each `read` is cancel-safe, so polling the stop
+/// flag between them loses nothing.
+async fn read_full(
+    stream: &mut tokio::net::UnixStream,
+    buf: &mut [u8],
+    stop: Option<&AtomicBool>,
+) -> std::io::Result<bool> {
+    use tokio::io::AsyncReadExt;
     let mut got = 0;
     while got < buf.len() {
         let dst = buf.get_mut(got..).unwrap_or(&mut []);
-        match stream.read(dst) {
-            Ok(0) if got == 0 => return Ok(false),
-            Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
-            Ok(n) => got += n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if got == 0 && stop.load(Ordering::Relaxed) {
+        match tokio::time::timeout(POLL, stream.read(dst)).await {
+            Err(_elapsed) => {
+                if got == 0 && stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
                     return Ok(false);
                 }
             }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Ok(Ok(0)) if got == 0 => return Ok(false),
+            Ok(Ok(0)) => return Err(ErrorKind::UnexpectedEof.into()),
+            Ok(Ok(n)) => got += n,
+            Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
+            Ok(Err(e)) => return Err(e),
         }
     }
     Ok(true)
 }
 
-fn serve_connection(stream: UnixStream, ledger: &Ledger, stop: &AtomicBool, max: usize) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(POLL));
-    // Reads through a buffer (a request's prefix and body usually arrive in one read).
-    let mut writer = match stream.try_clone() {
-        Ok(w) => w,
-        Err(_) => return,
-    };
-    let mut stream = std::io::BufReader::with_capacity(64 << 10, stream);
+async fn serve_connection(
+    mut stream: tokio::net::UnixStream,
+    ledger: &Ledger,
+    jobs: &crossbeam_channel::Sender<Job>,
+    stop: &AtomicBool,
+    max: usize,
+) {
+    use tokio::io::AsyncWriteExt;
     loop {
         let mut prefix = [0u8; 4];
-        match read_full(&mut stream, &mut prefix, stop) {
+        match read_full(&mut stream, &mut prefix, Some(stop)).await {
             Ok(true) => {}
             Ok(false) | Err(_) => return,
         }
         let len = protocol::body_len(prefix);
         if len > max {
-            let _ = writer.write_all(&protocol::encode(&protocol::error(
+            let refusal = protocol::error(
                 "too_large",
                 &format!("a request of {len} bytes is over the limit of {max}"),
-            )));
+            );
+            let _ = stream.write_all(&protocol::encode(&refusal)).await;
             return;
         }
         let mut body = vec![0u8; len];
-        let never = AtomicBool::new(false);
-        if !matches!(read_full(&mut stream, &mut body, &never), Ok(true)) {
+        if !matches!(read_full(&mut stream, &mut body, None).await, Ok(true)) {
             return;
         }
         let response = if stop.load(Ordering::Relaxed) {
@@ -169,76 +224,192 @@ fn serve_connection(stream: UnixStream, ledger: &Ledger, stop: &AtomicBool, max:
             )
         } else {
             match serde_json::from_slice::<Value>(&body) {
-                Ok(request) => handle(&request, ledger),
                 Err(e) => protocol::error("invalid_input", &format!("not a JSON object: {e}")),
+                Ok(request) => match prepare(&request, ledger) {
+                    Prepared::Done(response) => response,
+                    Prepared::Append(handle, requests, durability) => {
+                        let (reply, answer) = tokio::sync::oneshot::channel();
+                        let job = Job {
+                            handle,
+                            requests,
+                            durability,
+                            reply,
+                        };
+                        if jobs.send(job).is_err() {
+                            protocol::error("shutting_down", "the writer service is stopping")
+                        } else {
+                            answer.await.unwrap_or_else(|_| {
+                                protocol::error("shutting_down", "the writer service stopped")
+                            })
+                        }
+                    }
+                },
             }
         };
-        if writer.write_all(&protocol::encode(&response)).is_err() {
+        if stream
+            .write_all(&protocol::encode(&response))
+            .await
+            .is_err()
+        {
             return;
         }
     }
 }
 
-/// Answers one request.
-pub fn handle(request: &Value, ledger: &Ledger) -> Value {
+/// The driver thread: takes every waiting append, submits them all to the pipelined appender
+/// (one channel message to the sequencer per transport batch), then answers each in order.
+fn drive(ledger: &Ledger, queue: &crossbeam_channel::Receiver<Job>) {
+    let Some(log) = ledger.log() else {
+        return;
+    };
+    let mut appender = log.appender();
+    while let Ok(first) = queue.recv() {
+        let mut waiting = vec![first];
+        while waiting.len() < 1024 {
+            match queue.try_recv() {
+                Ok(job) => waiting.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut submitted = Vec::with_capacity(waiting.len());
+        for job in waiting {
+            let built = match job.handle.build(&job.requests) {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = job.reply.send(protocol::ledger_error(&e));
+                    continue;
+                }
+            };
+            let (built, records): (Vec<_>, Vec<_>) = built.into_iter().unzip();
+            match appender.submit_batch(records, job.durability) {
+                Ok(()) => submitted.push((job, built)),
+                Err(e) => {
+                    let _ = job.reply.send(protocol::ledger_error(&e.into()));
+                }
+            }
+        }
+        if let Err(e) = appender.send_pending() {
+            for (job, _) in submitted.drain(..) {
+                let _ = job
+                    .reply
+                    .send(protocol::ledger_error(&crate::ledger::LedgerError::Log(
+                        crate::Error::Poisoned {
+                            reason: e.to_string(),
+                        },
+                    )));
+            }
+        }
+        for (job, built) in submitted {
+            let response = match appender.next_receipts() {
+                Ok(receipts) => built
+                    .into_iter()
+                    .zip(receipts)
+                    .map(|(b, r)| b.receipt(&r).map(|r| protocol::receipt_json(&r)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|receipts| json!({"ok": true, "receipts": receipts}))
+                    .unwrap_or_else(|e| protocol::ledger_error(&e)),
+                Err(crate::Error::Rejected { reason })
+                    if reason.starts_with(crate::ledger::admission::DUPLICATE) =>
+                {
+                    match job.handle.resolve_retry(&job.requests, &built) {
+                        Ok(receipts) => json!({
+                            "ok": true,
+                            "receipts": receipts.iter().map(protocol::receipt_json).collect::<Vec<_>>(),
+                        }),
+                        Err(e) => protocol::ledger_error(&e),
+                    }
+                }
+                Err(crate::Error::Rejected { reason }) => {
+                    protocol::ledger_error(&crate::ledger::LedgerError::Conflict { reason })
+                }
+                Err(e) => protocol::ledger_error(&e.into()),
+            };
+            let _ = job.reply.send(response);
+        }
+    }
+}
+
+/// What a request needs: an answer now, or an append for the driver thread.
+enum Prepared {
+    Done(Value),
+    Append(Ledger, Vec<StepRequest>, Durability),
+}
+
+/// Checks a request and answers it, or turns an append into work for the driver thread.
+fn prepare(request: &Value, ledger: &Ledger) -> Prepared {
     if request.get("v").and_then(Value::as_u64) != Some(VERSION) {
-        return protocol::error(
+        return Prepared::Done(protocol::error(
             "unsupported_version",
             &format!("this service speaks protocol version {VERSION}"),
-        );
+        ));
     }
     let tenant = request
         .get("tenant")
         .and_then(Value::as_str)
         .unwrap_or("default");
     match request.get("op").and_then(Value::as_str) {
-        Some("ping") => json!({
+        Some("ping") => Prepared::Done(json!({
             "ok": true,
             "protocol": VERSION,
             "pid": std::process::id(),
             "log": ledger.dir().display().to_string(),
-        }),
-        Some("append") => append(request, ledger, tenant),
-        Some(other) => protocol::error("invalid_input", &format!("unknown op '{other}'")),
-        None => protocol::error("invalid_input", "a request names its op"),
+        })),
+        Some("append") => match append_request(request, ledger, tenant) {
+            Ok((handle, requests, durability)) => Prepared::Append(handle, requests, durability),
+            Err(refusal) => Prepared::Done(refusal),
+        },
+        Some(other) => Prepared::Done(protocol::error(
+            "invalid_input",
+            &format!("unknown op '{other}'"),
+        )),
+        None => Prepared::Done(protocol::error("invalid_input", "a request names its op")),
     }
 }
 
-fn append(request: &Value, ledger: &Ledger, tenant: &str) -> Value {
-    let handle = match ledger.with_tenant(tenant) {
-        Ok(h) => h,
-        Err(e) => return protocol::ledger_error(&e),
-    };
+/// The handle, steps and durability of an append request, or the refusal to send.
+fn append_request(
+    request: &Value,
+    ledger: &Ledger,
+    tenant: &str,
+) -> Result<(Ledger, Vec<StepRequest>, Durability), Value> {
+    let handle = ledger
+        .with_tenant(tenant)
+        .map_err(|e| protocol::ledger_error(&e))?;
     let durability = match request.get("durability").and_then(Value::as_str) {
         None | Some("sync") => Durability::Sync,
         Some("buffered") => Durability::Buffered,
         Some(other) => {
-            return protocol::error(
+            return Err(protocol::error(
                 "invalid_input",
                 &format!("durability '{other}' is not sync or buffered"),
-            )
+            ))
         }
     };
     let Some(lines) = request.get("lines").and_then(Value::as_array) else {
-        return protocol::error("invalid_input", "an append carries 'lines', an array");
+        return Err(protocol::error(
+            "invalid_input",
+            "an append carries 'lines', an array",
+        ));
     };
     let mut steps = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         let Some(text) = line.as_str() else {
-            return protocol::error("invalid_input", &format!("line {}: not a string", i + 1));
+            return Err(protocol::error(
+                "invalid_input",
+                &format!("line {}: not a string", i + 1),
+            ));
         };
         match StepRequest::from_json(text) {
             Ok(step) => steps.push(step),
-            Err(e) => return protocol::error("invalid_input", &format!("line {}: {e}", i + 1)),
+            Err(e) => {
+                return Err(protocol::error(
+                    "invalid_input",
+                    &format!("line {}: {e}", i + 1),
+                ))
+            }
         }
     }
-    match handle.append_batch(steps, durability) {
-        Ok(receipts) => json!({
-            "ok": true,
-            "receipts": receipts.iter().map(protocol::receipt_json).collect::<Vec<_>>(),
-        }),
-        Err(e) => protocol::ledger_error(&e),
-    }
+    Ok((handle, steps, durability))
 }
 
 /// The socket a service for `dir` listens on by default.
