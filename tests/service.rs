@@ -33,6 +33,7 @@ fn start(
         ServerOptions {
             socket: dir.join("serve.sock"),
             max_message_bytes: 1 << 20,
+            http: None,
         },
     )
     .unwrap();

@@ -140,7 +140,13 @@ pub struct ServeArgs {
     /// The Unix socket to listen on (default `<db>/serve.sock`).
     #[arg(long)]
     pub socket: Option<PathBuf>,
-    /// The largest request accepted, in bytes.
+    /// Also serve the HTTP API on this address (e.g. `127.0.0.1:8080`). API keys come from
+    /// `MESHFLOW_API_KEYS` (`KEY=TENANT:ROLE,…`; roles append, read, admin); without keys only
+    /// a loopback address is allowed.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// The largest request accepted, in bytes (socket messages and HTTP bodies; larger HTTP
+    /// bodies get 413).
     #[arg(long, default_value_t = 16 << 20)]
     pub max_message_bytes: usize,
 }

@@ -516,6 +516,7 @@ pub mod service {
             ServerOptions {
                 socket: dir.join("bench.sock"),
                 max_message_bytes: crate::service::protocol::MESSAGE_BYTES_MAX,
+                http: None,
             },
         )
         .map_err(io)?;

@@ -169,8 +169,34 @@ impl StepRequest {
     /// Parses one JSON object. Unknown keys and an `entry_hash` (which only the engine
     /// computes) are refused.
     pub fn from_json(line: &str) -> Result<StepRequest, LedgerError> {
-        let map: BTreeMap<String, Box<RawValue>> =
+        Self::from_json_for_run(line, None)
+    }
+
+    /// [`StepRequest::from_json`] for a step posted to run `run` (the HTTP API's
+    /// `/v1/runs/{run_id}/steps`): a missing `run_id` is `run`, a different one is refused.
+    pub fn from_json_for_run(line: &str, run: Option<&str>) -> Result<StepRequest, LedgerError> {
+        let mut map: BTreeMap<String, Box<RawValue>> =
             serde_json::from_str(line).map_err(|e| invalid(format!("not a JSON object: {e}")))?;
+        if let Some(run) = run {
+            let given = map
+                .get("run_id")
+                .map(|raw| serde_json::from_str::<String>(raw.get()).ok());
+            match given {
+                None => {
+                    let quoted =
+                        serde_json::to_string(run).map_err(|e| invalid(format!("run_id: {e}")))?;
+                    let raw = RawValue::from_string(quoted)
+                        .map_err(|e| invalid(format!("run_id: {e}")))?;
+                    map.insert("run_id".to_string(), raw);
+                }
+                Some(Some(id)) if id == run => {}
+                Some(_) => {
+                    return Err(invalid(format!(
+                        "run_id differs from the run '{run}' it was posted to"
+                    )))
+                }
+            }
+        }
         if map.contains_key("entry_hash") {
             return Err(invalid(
                 "entry_hash is computed by the engine and must not be sent",

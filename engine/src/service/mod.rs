@@ -4,6 +4,7 @@
 //! [`ServiceInfo`] the `serve.json` file through which clients find a running service.
 
 pub mod client;
+pub mod http;
 pub mod protocol;
 pub mod server;
 

@@ -27,8 +27,19 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct ServerOptions {
     /// The socket to listen on.
     pub socket: PathBuf,
-    /// The largest request accepted, in bytes.
+    /// The largest request accepted, in bytes (socket messages and HTTP bodies).
     pub max_message_bytes: usize,
+    /// The HTTP API, if it is served.
+    pub http: Option<HttpOptions>,
+}
+
+/// The HTTP API's address and keys.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Where to listen (`127.0.0.1:8080`; port 0 picks a free one).
+    pub addr: std::net::SocketAddr,
+    /// The API keys; with none, only a loopback address is allowed.
+    pub keys: super::http::ApiKeys,
 }
 
 /// A running writer service.
@@ -36,6 +47,7 @@ pub struct ServerOptions {
 pub struct Server {
     ledger: Ledger,
     listener: UnixListener,
+    http: Option<(std::net::TcpListener, super::http::ApiKeys)>,
     options: ServerOptions,
     stop: Arc<AtomicBool>,
     dir: PathBuf,
@@ -62,16 +74,38 @@ impl Server {
             std::fs::set_permissions(&options.socket, std::fs::Permissions::from_mode(0o600))?;
         }
         listener.set_nonblocking(true)?;
+        let http = match &options.http {
+            None => None,
+            Some(h) => {
+                if h.keys.is_empty() && !h.addr.ip().is_loopback() {
+                    return Err(std::io::Error::new(
+                        ErrorKind::InvalidInput,
+                        format!(
+                            "no API keys are configured (MESHFLOW_API_KEYS): the HTTP API listens \
+                             on loopback only, not on {}",
+                            h.addr
+                        ),
+                    ));
+                }
+                let tcp = std::net::TcpListener::bind(h.addr)?;
+                tcp.set_nonblocking(true)?;
+                Some((tcp, h.keys.clone()))
+            }
+        };
         let info = ServiceInfo {
             pid: std::process::id(),
             socket: std::fs::canonicalize(&options.socket)?,
-            http: None,
+            http: match &http {
+                Some((tcp, _)) => Some(tcp.local_addr()?.to_string()),
+                None => None,
+            },
             started_at: crate::ledger::time::now_iso8601(),
         };
         info.write(&dir)?;
         Ok(Server {
             ledger,
             listener,
+            http,
             options,
             stop: Arc::new(AtomicBool::new(false)),
             dir,
@@ -93,6 +127,7 @@ impl Server {
         let Server {
             ledger,
             listener,
+            http,
             options,
             stop,
             dir,
@@ -108,13 +143,40 @@ impl Server {
         let driver = std::thread::Builder::new()
             .name("meshflow-append".to_string())
             .spawn(move || drive(&driver_ledger, &queue))?;
-        let served = runtime.block_on(accept_loop(
-            listener,
-            ledger,
-            jobs,
-            stop,
-            options.max_message_bytes,
-        ));
+        let max = options.max_message_bytes;
+        let served = runtime.block_on(async move {
+            let http_task = match http {
+                None => None,
+                Some((tcp, keys)) => {
+                    let state = super::http::AppState {
+                        ledger: ledger.clone(),
+                        jobs: jobs.clone(),
+                        keys: Arc::new(keys),
+                        metrics: Arc::default(),
+                    };
+                    let app = super::http::router(state, max);
+                    let tcp = tokio::net::TcpListener::from_std(tcp)?;
+                    let stop = stop.clone();
+                    Some(tokio::spawn(async move {
+                        axum::serve(tcp, app)
+                            .with_graceful_shutdown(async move {
+                                while !stop.load(Ordering::Relaxed) {
+                                    tokio::time::sleep(POLL).await;
+                                }
+                            })
+                            .await
+                    }))
+                }
+            };
+            let socket = accept_loop(listener, ledger, jobs, stop, max).await;
+            if let Some(task) = http_task {
+                match task.await {
+                    Ok(result) => result?,
+                    Err(e) => return Err(std::io::Error::other(e)),
+                }
+            }
+            socket
+        });
         runtime.shutdown_timeout(Duration::from_secs(5));
         let _ = driver.join();
         let _ = std::fs::remove_file(dir.join(INFO_FILE));
@@ -124,11 +186,11 @@ impl Server {
 }
 
 /// One append request on its way to the driver thread.
-struct Job {
-    handle: Ledger,
-    requests: Vec<StepRequest>,
-    durability: Durability,
-    reply: tokio::sync::oneshot::Sender<Value>,
+pub(crate) struct Job {
+    pub(crate) handle: Ledger,
+    pub(crate) requests: Vec<StepRequest>,
+    pub(crate) durability: Durability,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Value>,
 }
 
 async fn accept_loop(
