@@ -49,15 +49,17 @@ fn start(dir: &std::path::Path, keys: &str, max: usize) -> Service {
             http: Some(HttpOptions {
                 addr: "127.0.0.1:0".parse().unwrap(),
                 keys: ApiKeys::parse(keys).unwrap(),
+                tls: None,
             }),
         },
     )
     .unwrap();
     let stop = server.stop_handle();
     let thread = std::thread::spawn(move || server.run().unwrap());
-    let addr = ServiceInfo::read(dir).unwrap().http.unwrap();
+    let base = ServiceInfo::read(dir).unwrap().http.unwrap();
+    assert!(base.starts_with("http://"), "{base}");
     Service {
-        base: format!("http://{addr}"),
+        base,
         stop,
         thread: Some(thread),
     }
@@ -244,4 +246,72 @@ fn a_body_over_the_limit_is_413_and_writes_nothing() {
     assert_eq!(code, 413);
     let (code, _) = call(ureq::get(&format!("{}/v1/runs/r", svc.base)), None);
     assert_eq!(code, 404, "nothing was written");
+}
+
+#[test]
+fn tls_serves_the_api_to_a_client_that_trusts_the_certificate() {
+    // Proves --tls-cert/--tls-key: a TLS handshake with a test certificate, an append and a
+    // read over HTTPS; serve.json names the https URL; a plain-HTTP request gets no answer.
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_file = dir.path().join("cert.pem");
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
+    let db = dir.path().join("db");
+    let ledger = Ledger::open(&db, LogOptions::default(), "default")
+        .unwrap()
+        .0;
+    let server = Server::start(
+        ledger,
+        ServerOptions {
+            socket: db.join("serve.sock"),
+            max_message_bytes: 1 << 20,
+            http: Some(HttpOptions {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                keys: ApiKeys::parse("tls-test-key=acme:admin").unwrap(),
+                tls: Some((cert_file, key_file)),
+            }),
+        },
+    )
+    .unwrap();
+    let stop = server.stop_handle();
+    let thread = std::thread::spawn(move || server.run().unwrap());
+    let base = ServiceInfo::read(&db).unwrap().http.unwrap();
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let port = base.rsplit(':').next().unwrap().to_string();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let agent = ureq::AgentBuilder::new()
+        .tls_config(std::sync::Arc::new(config))
+        .build();
+    let url = |p: &str| format!("https://localhost:{port}{p}");
+    let (code, body) = call(
+        agent
+            .post(&url("/v1/runs/t1/steps"))
+            .set("X-API-Key", "tls-test-key"),
+        Some(&step("n")),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = call(
+        agent
+            .get(&url("/v1/runs/t1"))
+            .set("X-API-Key", "tls-test-key"),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json_of(&body).as_array().unwrap().len(), 1);
+    let plain = ureq::get(&format!("http://127.0.0.1:{port}/health")).call();
+    assert!(plain.is_err(), "plain HTTP is not served on the TLS port");
+
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
 }

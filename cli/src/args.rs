@@ -145,6 +145,12 @@ pub struct ServeArgs {
     /// a loopback address is allowed.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
+    /// Serve the HTTP API over TLS with this PEM certificate chain (with `--tls-key`).
+    #[arg(long, value_name = "FILE", requires_all = ["http", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// The largest request accepted, in bytes (socket messages and HTTP bodies; larger HTTP
     /// bodies get 413).
     #[arg(long, default_value_t = 16 << 20)]

@@ -209,9 +209,9 @@ fn sigkill_of_serve_under_http_load_loses_no_acknowledged_step() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    let addr = loop {
-        if let Some(addr) = meshflow_engine::service::ServiceInfo::read(&db).and_then(|i| i.http) {
-            break addr;
+    let base = loop {
+        if let Some(base) = meshflow_engine::service::ServiceInfo::read(&db).and_then(|i| i.http) {
+            break base;
         }
         assert!(Instant::now() < deadline, "serve did not come up");
         std::thread::sleep(Duration::from_millis(20));
@@ -219,12 +219,12 @@ fn sigkill_of_serve_under_http_load_loses_no_acknowledged_step() {
     let acked = std::sync::Mutex::new(Vec::<Value>::new());
     std::thread::scope(|scope| {
         for t in 0..4 {
-            let (acked, addr) = (&acked, &addr);
+            let (acked, base) = (&acked, &base);
             scope.spawn(move || {
                 for n in 0.. {
                     let body = step_lines(&format!("run-h{t}"), 1)
                         .replace(&format!("run-h{t}-0"), &format!("run-h{t}-{n}"));
-                    let url = format!("http://{addr}/v1/runs/run-h{t}/steps");
+                    let url = format!("{base}/v1/runs/run-h{t}/steps");
                     match ureq::post(&url).send_string(body.trim()) {
                         Ok(r) => {
                             let v: Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();

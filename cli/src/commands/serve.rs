@@ -27,9 +27,11 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<u8> {
         .socket
         .clone()
         .unwrap_or_else(|| default_socket(&cli.db));
+    let tls = args.tls_cert.clone().zip(args.tls_key.clone());
     let http = args.http.map(|addr| HttpOptions {
         addr,
         keys: keys.clone(),
+        tls,
     });
     let server = Server::start(
         ledger,

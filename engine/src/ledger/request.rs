@@ -190,6 +190,7 @@ impl StepRequest {
                     map.insert("run_id".to_string(), raw);
                 }
                 Some(Some(id)) if id == run => {}
+                Some(None) => return Err(invalid("run_id: must be a string")),
                 Some(_) => {
                     return Err(invalid(format!(
                         "run_id differs from the run '{run}' it was posted to"

@@ -36,7 +36,7 @@ pub enum Role {
 /// One API key.
 #[derive(Clone)]
 struct ApiKey {
-    key: Vec<u8>,
+    digest: [u8; 32],
     tenant: String,
     role: Role,
 }
@@ -75,7 +75,7 @@ impl ApiKeys {
                 other => return Err(format!("role '{other}' is not append, read or admin")),
             };
             keys.push(ApiKey {
-                key: key.as_bytes().to_vec(),
+                digest: key_digest(key.as_bytes()),
                 tenant: tenant.to_string(),
                 role,
             });
@@ -88,18 +88,24 @@ impl ApiKeys {
         self.keys.is_empty()
     }
 
-    /// The key presented, compared in constant time with every configured one.
+    /// The key presented, compared in constant time with every configured one (as SHA-256
+    /// digests, so neither the content nor the length of a key shows in the timing).
     fn find(&self, presented: &[u8]) -> Option<&ApiKey> {
+        let presented = key_digest(presented);
         let mut found = None;
         for k in &self.keys {
-            let same =
-                k.key.len() == presented.len() && bool::from(k.key.as_slice().ct_eq(presented));
+            let same = bool::from(k.digest.ct_eq(&presented));
             if same && found.is_none() {
                 found = Some(k);
             }
         }
         found
     }
+}
+
+fn key_digest(key: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(key).into()
 }
 
 /// Counters and histograms for `/metrics`.
@@ -382,7 +388,7 @@ async fn post_steps(
     let ndjson = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-ndjson"));
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-ndjson"));
     let Ok(text) = std::str::from_utf8(&body) else {
         let r = error_response(
             StatusCode::BAD_REQUEST,
@@ -391,10 +397,15 @@ async fn post_steps(
         );
         return finish(&state, route, r);
     };
-    let lines: Vec<&str> = if ndjson {
-        text.lines().filter(|l| !l.trim().is_empty()).collect()
+    // (line number in the body, text): blank lines are skipped but keep their numbers.
+    let lines: Vec<(usize, &str)> = if ndjson {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| (i + 1, l))
+            .collect()
     } else {
-        vec![text]
+        vec![(1, text)]
     };
     if lines.is_empty() {
         let r = error_response(
@@ -405,12 +416,12 @@ async fn post_steps(
         return finish(&state, route, r);
     }
     let mut requests = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
+    for (number, line) in &lines {
         match StepRequest::from_json_for_run(line, Some(&run_id)) {
             Ok(r) => requests.push(r),
             Err(e) => {
                 let message = if ndjson {
-                    format!("line {}: {e}", i + 1)
+                    format!("line {number}: {e}")
                 } else {
                     e.to_string()
                 };

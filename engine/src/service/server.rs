@@ -22,6 +22,23 @@ use crate::log::Durability;
 /// How long a blocked accept or read waits before looking at the stop flag again.
 const POLL: Duration = Duration::from_millis(50);
 
+/// The HTTP API's bound socket, keys and TLS.
+struct HttpListener {
+    tcp: std::net::TcpListener,
+    keys: super::http::ApiKeys,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for HttpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpListener")
+            .field("tcp", &self.tcp)
+            .field("keys", &self.keys)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
 /// How the service is set up.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -40,6 +57,64 @@ pub struct HttpOptions {
     pub addr: std::net::SocketAddr,
     /// The API keys; with none, only a loopback address is allowed.
     pub keys: super::http::ApiKeys,
+    /// PEM certificate chain and private key: serve HTTPS instead of HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// A TLS server configuration from PEM files (certificate chain, private key).
+fn tls_acceptor(cert: &Path, key: &Path) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let bad = |what: &Path, e: &dyn std::fmt::Display| {
+        std::io::Error::new(ErrorKind::InvalidInput, format!("{}: {e}", what.display()))
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, &e))?;
+    if certs.is_empty() {
+        return Err(bad(cert, &"no certificate in the file"));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(cert, &e))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| bad(cert, &e))?;
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+}
+
+/// A TCP listener that completes each connection's TLS handshake before handing it to the
+/// HTTP server (a handshake that fails or takes over 10 s drops that connection only).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                tokio::time::sleep(POLL).await;
+                continue;
+            };
+            let handshake = self.acceptor.accept(tcp);
+            if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), handshake).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
 }
 
 /// A running writer service.
@@ -47,7 +122,7 @@ pub struct HttpOptions {
 pub struct Server {
     ledger: Ledger,
     listener: UnixListener,
-    http: Option<(std::net::TcpListener, super::http::ApiKeys)>,
+    http: Option<HttpListener>,
     options: ServerOptions,
     stop: Arc<AtomicBool>,
     dir: PathBuf,
@@ -87,16 +162,28 @@ impl Server {
                         ),
                     ));
                 }
+                let tls = match &h.tls {
+                    Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+                    None => None,
+                };
                 let tcp = std::net::TcpListener::bind(h.addr)?;
                 tcp.set_nonblocking(true)?;
-                Some((tcp, h.keys.clone()))
+                Some(HttpListener {
+                    tcp,
+                    keys: h.keys.clone(),
+                    tls,
+                })
             }
         };
         let info = ServiceInfo {
             pid: std::process::id(),
             socket: std::fs::canonicalize(&options.socket)?,
             http: match &http {
-                Some((tcp, _)) => Some(tcp.local_addr()?.to_string()),
+                Some(h) => Some(format!(
+                    "{}://{}",
+                    if h.tls.is_some() { "https" } else { "http" },
+                    h.tcp.local_addr()?
+                )),
                 None => None,
             },
             started_at: crate::ledger::time::now_iso8601(),
@@ -147,25 +234,32 @@ impl Server {
         let served = runtime.block_on(async move {
             let http_task = match http {
                 None => None,
-                Some((tcp, keys)) => {
+                Some(h) => {
                     let state = super::http::AppState {
                         ledger: ledger.clone(),
                         jobs: jobs.clone(),
-                        keys: Arc::new(keys),
+                        keys: Arc::new(h.keys),
                         metrics: Arc::default(),
                     };
                     let app = super::http::router(state, max);
-                    let tcp = tokio::net::TcpListener::from_std(tcp)?;
+                    let tcp = tokio::net::TcpListener::from_std(h.tcp)?;
                     let stop = stop.clone();
-                    Some(tokio::spawn(async move {
-                        axum::serve(tcp, app)
-                            .with_graceful_shutdown(async move {
-                                while !stop.load(Ordering::Relaxed) {
-                                    tokio::time::sleep(POLL).await;
-                                }
-                            })
-                            .await
-                    }))
+                    let stopped = async move {
+                        while !stop.load(Ordering::Relaxed) {
+                            tokio::time::sleep(POLL).await;
+                        }
+                    };
+                    Some(match h.tls {
+                        None => tokio::spawn(async move {
+                            axum::serve(tcp, app).with_graceful_shutdown(stopped).await
+                        }),
+                        Some(acceptor) => tokio::spawn(async move {
+                            let listener = TlsListener { tcp, acceptor };
+                            axum::serve(listener, app)
+                                .with_graceful_shutdown(stopped)
+                                .await
+                        }),
+                    })
                 }
             };
             let socket = accept_loop(listener, ledger, jobs, stop, max).await;
