@@ -123,3 +123,68 @@ fn refused_requests_say_why_and_write_nothing() {
     let ledger = Ledger::open_read_only(dir.path(), LogOptions::default(), "default").unwrap();
     assert_eq!(ledger.get_run("r").unwrap().len(), 1, "only the first step");
 }
+
+#[test]
+fn a_stalled_client_does_not_hold_up_the_stop_and_other_files_are_never_replaced() {
+    // Proves a client that sent half a request cannot keep the service from stopping, that a
+    // non-socket file where the socket should go is refused (not deleted), and that a buffered
+    // append through the service becomes visible after the client's sync.
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, stop) = start(dir.path());
+    let mut client = Client::discover(dir.path()).unwrap();
+    client
+        .append("default", &[line("b", "b-1")], false)
+        .unwrap();
+    client.sync().unwrap();
+    let reader = Ledger::open_read_only(dir.path(), LogOptions::default(), "default").unwrap();
+    assert_eq!(
+        reader.get_run("b").unwrap().len(),
+        1,
+        "durable and visible after sync"
+    );
+    let mut stalled =
+        std::os::unix::net::UnixStream::connect(dir.path().join("serve.sock")).unwrap();
+    stalled.write_all(&[9, 0]).unwrap(); // two bytes of a length prefix, then nothing
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    let precious = other.path().join("data.jsonl");
+    std::fs::write(&precious, "keep me").unwrap();
+    let ledger = Ledger::open(other.path(), LogOptions::default(), "default")
+        .unwrap()
+        .0;
+    let refused = Server::start(
+        ledger,
+        ServerOptions {
+            socket: precious.clone(),
+            max_message_bytes: 1 << 20,
+            http: None,
+        },
+    );
+    assert!(refused.is_err());
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+}
+
+#[test]
+fn discovery_ignores_a_socket_that_serves_another_log() {
+    // Proves a stale serve.json pointing at a socket now served for another log is not used.
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let (server, stop) = start(b.path());
+    let info = ServiceInfo::read(b.path()).unwrap();
+    std::fs::create_dir_all(a.path()).unwrap();
+    info.write(a.path()).unwrap(); // a's serve.json names b's socket
+    assert!(Client::discover(a.path()).is_none());
+    assert!(Client::discover(b.path()).is_some());
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+}

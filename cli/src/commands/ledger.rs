@@ -76,10 +76,7 @@ impl Sink {
 
     fn sync(&mut self) -> Result<()> {
         match self {
-            // A buffered batch through the service becomes durable with the service's next
-            // sync; an empty synchronous batch cannot be sent, so nothing more is needed here
-            // than what `--durability sync` gives.
-            Sink::Service(_) => Ok(()),
+            Sink::Service(client) => Ok(client.sync()?),
             Sink::Local(ledger) => Ok(ledger.sync()?),
         }
     }

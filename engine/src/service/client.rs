@@ -57,8 +57,13 @@ impl Client {
     pub fn discover(dir: &Path) -> Option<Client> {
         let info = ServiceInfo::read(dir)?;
         let mut client = Client::connect(&info.socket).ok()?;
-        client.request(&protocol::ping_request()).ok()?;
-        Some(client)
+        let pong = client.request(&protocol::ping_request()).ok()?;
+        // The socket may now belong to another log's service (a crash left this serve.json).
+        let serves = pong
+            .get("log")
+            .and_then(Value::as_str)
+            .and_then(|l| std::fs::canonicalize(l).ok());
+        (serves.is_some() && serves == std::fs::canonicalize(dir).ok()).then_some(client)
     }
 
     /// Sends a request and returns the `ok` response; a refusal is [`ClientError::Remote`].
@@ -108,6 +113,12 @@ impl Client {
             kind: field("kind"),
             message: field("message"),
         })
+    }
+
+    /// Makes everything the service has sequenced durable (after `buffered` appends).
+    pub fn sync(&mut self) -> Result<(), ClientError> {
+        self.request(&serde_json::json!({"v": protocol::VERSION, "op": "sync"}))
+            .map(|_| ())
     }
 
     /// Appends `lines` (step JSON objects) as one atomic batch for `tenant`; the receipts, in

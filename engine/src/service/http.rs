@@ -300,10 +300,17 @@ fn json_response(value: &Value) -> Response {
 /// may not do this 403. With no keys configured (loopback only) every request is an admin's.
 #[expect(clippy::result_large_err, reason = "the error is the response to send")]
 fn authorize(state: &AppState, headers: &HeaderMap, need: Role) -> Result<String, Response> {
-    let named = headers
-        .get("x-meshflow-tenant")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let named = match headers.get("x-meshflow-tenant").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(t)) => Some(t.to_string()),
+        Some(Err(_)) => {
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                "X-Meshflow-Tenant is not visible ASCII",
+            ))
+        }
+    };
     if state.keys.is_empty() {
         return Ok(named.unwrap_or_else(|| "default".to_string()));
     }

@@ -21,6 +21,8 @@ use crate::log::Durability;
 
 /// How long a blocked accept or read waits before looking at the stop flag again.
 const POLL: Duration = Duration::from_millis(50);
+/// How long a stopping service waits for the requests in hand.
+const DRAIN: Duration = Duration::from_secs(10);
 
 /// The HTTP API's bound socket, keys and TLS.
 struct HttpListener {
@@ -88,32 +90,61 @@ fn tls_acceptor(cert: &Path, key: &Path) -> std::io::Result<tokio_rustls::TlsAcc
     Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
 }
 
-/// A TCP listener that completes each connection's TLS handshake before handing it to the
-/// HTTP server (a handshake that fails or takes over 10 s drops that connection only).
+/// TLS connections for the HTTP server: a task accepts TCP connections and runs each TLS
+/// handshake as its own task (a handshake that fails or takes over 10 s drops that connection
+/// only, and a slow one delays no other), handing finished streams over a channel.
 struct TlsListener {
-    tcp: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+    ready: tokio::sync::mpsc::Receiver<(TlsStream, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
+}
+
+type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+impl TlsListener {
+    fn start(
+        tcp: tokio::net::TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) -> std::io::Result<Self> {
+        let local = tcp.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, addr)) = tcp.accept().await else {
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                };
+                let (acceptor, sender) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let handshake = acceptor.accept(stream);
+                    if let Ok(Ok(tls)) =
+                        tokio::time::timeout(Duration::from_secs(10), handshake).await
+                    {
+                        let _ = sender.send((tls, addr)).await;
+                    }
+                });
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        Ok(TlsListener { ready, local })
+    }
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Io = TlsStream;
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let Ok((tcp, addr)) = self.tcp.accept().await else {
-                tokio::time::sleep(POLL).await;
-                continue;
-            };
-            let handshake = self.acceptor.accept(tcp);
-            if let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), handshake).await {
-                return (tls, addr);
-            }
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accepting task ended: wait forever (the server stops on its shutdown signal).
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
+        Ok(self.local)
     }
 }
 
@@ -133,7 +164,17 @@ impl Server {
     /// a leftover of a crash and is replaced; one that answers means a service already runs.
     pub fn start(ledger: Ledger, options: ServerOptions) -> std::io::Result<Server> {
         let dir = ledger.dir().to_path_buf();
-        if options.socket.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(&options.socket) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(std::io::Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "{} exists and is not a socket; it is left alone",
+                        options.socket.display()
+                    ),
+                ));
+            }
             if UnixStream::connect(&options.socket).is_ok() {
                 return Err(std::io::Error::new(
                     ErrorKind::AddrInUse,
@@ -227,6 +268,9 @@ impl Server {
             .build()?;
         let (jobs, queue) = crossbeam_channel::bounded::<Job>(4096);
         let driver_ledger = ledger.clone();
+        // Held until serve.json and the socket are gone, so that the writer lock is released
+        // only after them: a successor cannot lose its own files to this cleanup.
+        let keep = ledger.clone();
         let driver = std::thread::Builder::new()
             .name("meshflow-append".to_string())
             .spawn(move || drive(&driver_ledger, &queue))?;
@@ -253,20 +297,25 @@ impl Server {
                         None => tokio::spawn(async move {
                             axum::serve(tcp, app).with_graceful_shutdown(stopped).await
                         }),
-                        Some(acceptor) => tokio::spawn(async move {
-                            let listener = TlsListener { tcp, acceptor };
-                            axum::serve(listener, app)
-                                .with_graceful_shutdown(stopped)
-                                .await
-                        }),
+                        Some(acceptor) => {
+                            let listener = TlsListener::start(tcp, acceptor)?;
+                            tokio::spawn(async move {
+                                axum::serve(listener, app)
+                                    .with_graceful_shutdown(stopped)
+                                    .await
+                            })
+                        }
                     })
                 }
             };
             let socket = accept_loop(listener, ledger, jobs, stop, max).await;
             if let Some(task) = http_task {
-                match task.await {
-                    Ok(result) => result?,
-                    Err(e) => return Err(std::io::Error::other(e)),
+                let abort = task.abort_handle();
+                match tokio::time::timeout(DRAIN, task).await {
+                    Ok(Ok(result)) => result?,
+                    Ok(Err(e)) if e.is_cancelled() => {}
+                    Ok(Err(e)) => return Err(std::io::Error::other(e)),
+                    Err(_) => abort.abort(),
                 }
             }
             socket
@@ -275,6 +324,7 @@ impl Server {
         let _ = driver.join();
         let _ = std::fs::remove_file(dir.join(INFO_FILE));
         let _ = std::fs::remove_file(&options.socket);
+        drop(keep);
         served
     }
 }
@@ -312,8 +362,16 @@ async fn accept_loop(
             Ok(Err(e)) => return Err(e),
         }
     }
-    for c in connections {
-        let _ = c.await;
+    // Let the connections finish the requests in hand, within a bound.
+    let drain = async {
+        for c in &mut connections {
+            let _ = c.await;
+        }
+    };
+    if tokio::time::timeout(DRAIN, drain).await.is_err() {
+        for c in &connections {
+            c.abort();
+        }
     }
     Ok(())
 }
@@ -324,7 +382,7 @@ async fn accept_loop(
 async fn read_full(
     stream: &mut tokio::net::UnixStream,
     buf: &mut [u8],
-    stop: Option<&AtomicBool>,
+    stop: &AtomicBool,
 ) -> std::io::Result<bool> {
     use tokio::io::AsyncReadExt;
     let mut got = 0;
@@ -332,7 +390,9 @@ async fn read_full(
         let dst = buf.get_mut(got..).unwrap_or(&mut []);
         match tokio::time::timeout(POLL, stream.read(dst)).await {
             Err(_elapsed) => {
-                if got == 0 && stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                // Stopping: a request not fully received is abandoned (nothing of it was
+                // written), so a stalled client cannot hold the shutdown up.
+                if stop.load(Ordering::Relaxed) {
                     return Ok(false);
                 }
             }
@@ -356,7 +416,7 @@ async fn serve_connection(
     use tokio::io::AsyncWriteExt;
     loop {
         let mut prefix = [0u8; 4];
-        match read_full(&mut stream, &mut prefix, Some(stop)).await {
+        match read_full(&mut stream, &mut prefix, stop).await {
             Ok(true) => {}
             Ok(false) | Err(_) => return,
         }
@@ -370,7 +430,7 @@ async fn serve_connection(
             return;
         }
         let mut body = vec![0u8; len];
-        if !matches!(read_full(&mut stream, &mut body, None).await, Ok(true)) {
+        if !matches!(read_full(&mut stream, &mut body, stop).await, Ok(true)) {
             return;
         }
         let response = if stop.load(Ordering::Relaxed) {
@@ -383,6 +443,14 @@ async fn serve_connection(
                 Err(e) => protocol::error("invalid_input", &format!("not a JSON object: {e}")),
                 Ok(request) => match prepare(&request, ledger) {
                     Prepared::Done(response) => response,
+                    Prepared::Sync => {
+                        let ledger = ledger.clone();
+                        match tokio::task::spawn_blocking(move || ledger.sync()).await {
+                            Ok(Ok(())) => json!({"ok": true}),
+                            Ok(Err(e)) => protocol::ledger_error(&e),
+                            Err(_) => protocol::error("error", "the sync failed"),
+                        }
+                    }
                     Prepared::Append(handle, requests, durability) => {
                         let (reply, answer) = tokio::sync::oneshot::channel();
                         let job = Job {
@@ -485,9 +553,10 @@ fn drive(ledger: &Ledger, queue: &crossbeam_channel::Receiver<Job>) {
     }
 }
 
-/// What a request needs: an answer now, or an append for the driver thread.
+/// What a request needs: an answer now, an append for the driver thread, or a sync.
 enum Prepared {
     Done(Value),
+    Sync,
     Append(Ledger, Vec<StepRequest>, Durability),
 }
 
@@ -499,11 +568,15 @@ fn prepare(request: &Value, ledger: &Ledger) -> Prepared {
             &format!("this service speaks protocol version {VERSION}"),
         ));
     }
-    let tenant = request
-        .get("tenant")
-        .and_then(Value::as_str)
-        .unwrap_or("default");
+    let tenant = match request.get("tenant") {
+        None => "default",
+        Some(Value::String(t)) => t.as_str(),
+        Some(_) => {
+            return Prepared::Done(protocol::error("invalid_input", "tenant must be a string"))
+        }
+    };
     match request.get("op").and_then(Value::as_str) {
+        Some("sync") => Prepared::Sync,
         Some("ping") => Prepared::Done(json!({
             "ok": true,
             "protocol": VERSION,
