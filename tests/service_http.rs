@@ -196,7 +196,7 @@ fn api_keys_bind_tenants_and_roles() {
     let svc = start(dir.path(), KEYS, 1 << 20);
     let url = |p: &str| format!("{}{p}", svc.base);
     let post = |key: Option<&str>| {
-        let mut req = ureq::post(&url("/v1/runs/a1/steps"));
+        let mut req = ureq::post(&url("/v1/runs/a1/steps")).set("Content-Type", "application/json");
         if let Some(k) = key {
             req = req.set("Authorization", &format!("Bearer {k}"));
         }
@@ -225,6 +225,17 @@ fn api_keys_bind_tenants_and_roles() {
     );
     assert_eq!(admin.0, 200);
     assert_eq!(get("/metrics", "append-key-A").0, 403);
+    let (code, text) = get("/metrics", "read-key-B");
+    assert_eq!(code, 200);
+    assert!(
+        !text.contains("tenant=\"acme\""),
+        "a read key sees only its tenant's series"
+    );
+    let admin_metrics = call(
+        ureq::get(&url("/metrics")).set("X-API-Key", "admin-key-1"),
+        None,
+    );
+    assert!(admin_metrics.1.contains("tenant=\"acme\""));
     assert_eq!(call(ureq::get(&url("/metrics")), None).0, 401);
     assert_eq!(
         call(ureq::get(&url("/health")), None).0,
@@ -297,7 +308,8 @@ fn tls_serves_the_api_to_a_client_that_trusts_the_certificate() {
     let (code, body) = call(
         agent
             .post(&url("/v1/runs/t1/steps"))
-            .set("X-API-Key", "tls-test-key"),
+            .set("X-API-Key", "tls-test-key")
+            .set("Content-Type", "application/json"),
         Some(&step("n")),
     );
     assert_eq!(code, 200, "{body}");

@@ -225,7 +225,8 @@ fn sigkill_of_serve_under_http_load_loses_no_acknowledged_step() {
                     let body = step_lines(&format!("run-h{t}"), 1)
                         .replace(&format!("run-h{t}-0"), &format!("run-h{t}-{n}"));
                     let url = format!("{base}/v1/runs/run-h{t}/steps");
-                    match ureq::post(&url).send_string(body.trim()) {
+                    let req = ureq::post(&url).set("Content-Type", "application/json");
+                    match req.send_string(body.trim()) {
                         Ok(r) => {
                             let v: Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
                             acked.lock().unwrap().push(v["receipts"][0].clone());

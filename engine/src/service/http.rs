@@ -156,8 +156,10 @@ impl Metrics {
         bump(&self.errors, kind.to_string(), 1);
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition (format 0.0.4); with `tenant`, the per-tenant series of
+    /// that tenant only (what a non-admin key may see).
+    pub fn render(&self, tenant: Option<&str>) -> String {
+        let shown = |t: &str| tenant.is_none_or(|only| only == t);
         let mut out = String::new();
         let esc = |v: &str| {
             v.replace('\\', "\\\\")
@@ -184,7 +186,7 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        for (tenant, (n, _)) in &appends {
+        for (tenant, (n, _)) in appends.iter().filter(|(t, _)| shown(t)) {
             out.push_str(&format!(
                 "meshflow_appends_total{{tenant=\"{}\"}} {n}\n",
                 esc(tenant)
@@ -192,7 +194,7 @@ impl Metrics {
         }
         out.push_str("# HELP meshflow_append_steps_total Steps acknowledged, by tenant.\n");
         out.push_str("# TYPE meshflow_append_steps_total counter\n");
-        for (tenant, (_, steps)) in &appends {
+        for (tenant, (_, steps)) in appends.iter().filter(|(t, _)| shown(t)) {
             out.push_str(&format!(
                 "meshflow_append_steps_total{{tenant=\"{}\"}} {steps}\n",
                 esc(tenant)
@@ -270,7 +272,7 @@ fn status_of(kind: &str) -> StatusCode {
         "not_found" => StatusCode::NOT_FOUND,
         "conflict" | "rejected" => StatusCode::CONFLICT,
         "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "shutting_down" | "locked" => StatusCode::SERVICE_UNAVAILABLE,
+        "shutting_down" | "locked" | "busy" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -346,6 +348,21 @@ fn authorize(state: &AppState, headers: &HeaderMap, need: Role) -> Result<String
     })
 }
 
+/// Whether the request carries an admin key (or no keys are configured: loopback only).
+fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
+    if state.keys.is_empty() {
+        return true;
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+    presented
+        .and_then(|p| state.keys.find(p.trim().as_bytes()))
+        .is_some_and(|k| k.role == Role::Admin)
+}
+
 /// Runs a blocking read on the blocking pool for `tenant`.
 async fn blocking_read(
     state: &AppState,
@@ -392,10 +409,22 @@ async fn post_steps(
         Ok(t) => t,
         Err(refusal) => return finish(&state, route, refusal),
     };
-    let ndjson = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-ndjson"));
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let ndjson = content_type.starts_with("application/x-ndjson");
+    // Only JSON bodies: a web page cannot send these cross-origin without a preflight, so a
+    // browser cannot be made to post steps to a loopback service.
+    if !ndjson && !content_type.starts_with("application/json") {
+        let r = error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_input",
+            "the body must be application/json (one step) or application/x-ndjson (a batch)",
+        );
+        return finish(&state, route, r);
+    }
     let Ok(text) = std::str::from_utf8(&body) else {
         let r = error_response(
             StatusCode::BAD_REQUEST,
@@ -449,13 +478,21 @@ async fn post_steps(
         durability: Durability::Sync,
         reply,
     };
-    if state.jobs.send(job).is_err() {
-        let r = error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the writer service is stopping",
+    // Never block a runtime thread: a full queue is a 503 the client may retry.
+    if let Err(e) = state.jobs.try_send(job) {
+        let (kind, message) = match e {
+            crossbeam_channel::TrySendError::Full(_) => {
+                ("busy", "the writer service is busy; retry")
+            }
+            crossbeam_channel::TrySendError::Disconnected(_) => {
+                ("shutting_down", "the writer service is stopping")
+            }
+        };
+        return finish(
+            &state,
+            route,
+            error_response(StatusCode::SERVICE_UNAVAILABLE, kind, message),
         );
-        return finish(&state, route, r);
     }
     let answer = answer
         .await
@@ -598,10 +635,12 @@ async fn ready(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let response = match authorize(&state, &headers, Role::Read) {
         Err(r) => r,
-        Ok(_) => (
+        Ok(tenant) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            state.metrics.render(),
+            state
+                .metrics
+                .render((!is_admin(&state, &headers)).then_some(tenant.as_str())),
         )
             .into_response(),
     };

@@ -459,8 +459,20 @@ async fn serve_connection(
                             durability,
                             reply,
                         };
-                        if jobs.send(job).is_err() {
-                            protocol::error("shutting_down", "the writer service is stopping")
+                        if let Err(e) = jobs.try_send(job) {
+                            // Never block a runtime thread on a full queue.
+                            match e {
+                                crossbeam_channel::TrySendError::Full(_) => protocol::error(
+                                    "busy",
+                                    "the writer service is busy; nothing was written, retry",
+                                ),
+                                crossbeam_channel::TrySendError::Disconnected(_) => {
+                                    protocol::error(
+                                        "shutting_down",
+                                        "the writer service is stopping",
+                                    )
+                                }
+                            }
                         } else {
                             answer.await.unwrap_or_else(|_| {
                                 protocol::error("shutting_down", "the writer service stopped")
