@@ -39,6 +39,7 @@ pub use options::{
 };
 pub use reader::{LogReader, LogStats, OwnedSlot, Record, Scan, Snapshot};
 pub use segments::HEAD_FILE_NAME;
+pub use sequencer::{WriterCounters, GROUP_BOUNDS};
 pub use verify::VerifyReport;
 
 use frames::Frames;
@@ -57,6 +58,7 @@ pub struct Log {
     notify: Arc<Notify>,
     poisoned: Arc<Mutex<Option<String>>>,
     reader_cache: Arc<reader::ReaderCache>,
+    counters: Arc<sequencer::WriterCounters>,
     _lock: Box<dyn WriterLock>,
 }
 
@@ -81,6 +83,7 @@ impl Log {
         })?;
         let notify = Arc::new(Notify::default());
         let (state, report) = recovery::recover(storage.clone(), options, notify.clone())?;
+        let counters = state.counters.clone();
         let poisoned = Arc::new(Mutex::new(None));
         let (tx, rx) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
         let thread_poison = poisoned.clone();
@@ -96,9 +99,15 @@ impl Log {
             notify,
             poisoned,
             reader_cache: Arc::default(),
+            counters,
             _lock: lock,
         };
         Ok((log, report))
+    }
+
+    /// What the writer has done since the log opened (records, bytes, fsyncs, group commits).
+    pub fn counters(&self) -> &sequencer::WriterCounters {
+        &self.counters
     }
 
     /// The options the log was opened with.

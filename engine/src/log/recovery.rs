@@ -563,5 +563,6 @@ fn build_state(
         erase_pending_from: NONE,
         admission: None,
         buf: Vec::with_capacity(1 << 20),
+        counters: Arc::default(),
     })
 }

@@ -3,6 +3,7 @@
 //! writes it with one `pwrite`, and when any command in the group needs durability calls
 //! `fdatasync` once and publishes HEAD before replying.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -99,6 +100,29 @@ pub struct WriterState {
     pub(super) erase_pending_from: u64,
     pub(super) admission: Option<Box<dyn Admission>>,
     pub(super) buf: Vec<u8>,
+    pub(super) counters: Arc<WriterCounters>,
+}
+
+/// Upper bounds of the group-commit size histogram, in records.
+pub const GROUP_BOUNDS: [u64; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+/// What the writer has done since the log opened, for metrics: counted by the sequencer,
+/// read by anyone (relaxed atomics; each value is exact, the set is not a snapshot).
+#[derive(Debug, Default)]
+pub struct WriterCounters {
+    /// Records sequenced.
+    pub records: AtomicU64,
+    /// Bytes written to segment files.
+    pub bytes_written: AtomicU64,
+    /// `fdatasync` calls on segment files.
+    pub fsyncs: AtomicU64,
+    /// Durable group commits, and how many records each made durable (cumulative buckets
+    /// of [`GROUP_BOUNDS`], their sum).
+    pub groups: AtomicU64,
+    /// Cumulative counts: groups of at most `GROUP_BOUNDS[i]` records.
+    pub group_records_le: [AtomicU64; GROUP_BOUNDS.len()],
+    /// Records in all durable groups.
+    pub group_records_sum: AtomicU64,
 }
 
 fn now_ns() -> u64 {
@@ -230,6 +254,9 @@ impl WriterState {
                 .write_all_at(&self.buf, self.flushed_len)
                 .map_err(|e| Error::io(format!("writing {name}"), e))?;
             self.flushed_len += self.buf.len() as u64;
+            self.counters
+                .bytes_written
+                .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
             self.buf.clear();
         }
         self.index.flush()
@@ -243,6 +270,7 @@ impl WriterState {
             self.file
                 .sync_data()
                 .map_err(|e| Error::io(format!("syncing {name}"), e))?;
+            self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
             self.synced_len = self.flushed_len;
         }
         self.publish(0)
@@ -455,6 +483,8 @@ fn process_group(
     let mut replies = GroupReplies::default();
     let mut failure: Option<Error> = None;
     let mut needs_sync = false;
+    let pending_before = state.written_len;
+    let records_before = state.next_offset;
     for command in group.drain(..) {
         if let Some(reason) = poison_reason(poisoned) {
             reply_poisoned(command, &reason);
@@ -502,6 +532,22 @@ fn process_group(
     } else {
         Ok(())
     };
+    let counters = &state.counters;
+    let records = state.next_offset.saturating_sub(records_before);
+    counters.records.fetch_add(records, Ordering::Relaxed);
+    if needs_sync && written.is_ok() {
+        if state.written_len != pending_before || records > 0 {
+            counters.groups.fetch_add(1, Ordering::Relaxed);
+            counters
+                .group_records_sum
+                .fetch_add(records, Ordering::Relaxed);
+            for (bound, bucket) in GROUP_BOUNDS.iter().zip(&counters.group_records_le) {
+                if records <= *bound {
+                    bucket.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
     finish_group(state, replies, written.is_ok(), poisoned)
 }
 

@@ -229,6 +229,58 @@ impl Metrics {
         out.push_str(&format!("meshflow_append_latency_seconds_count {count}\n"));
         out
     }
+
+    /// The log writer's counters in the Prometheus text format.
+    pub fn render_log(counters: &crate::log::WriterCounters) -> String {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = String::new();
+        for (name, help, value) in [
+            (
+                "meshflow_log_records_total",
+                "Records sequenced by the writer.",
+                load(&counters.records),
+            ),
+            (
+                "meshflow_log_bytes_written_total",
+                "Bytes written to segment files.",
+                load(&counters.bytes_written),
+            ),
+            (
+                "meshflow_log_fsyncs_total",
+                "fdatasync calls on segment files.",
+                load(&counters.fsyncs),
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            ));
+        }
+        out.push_str(
+            "# HELP meshflow_log_group_commit_records Records made durable by each group commit.\n",
+        );
+        out.push_str("# TYPE meshflow_log_group_commit_records histogram\n");
+        for (bound, bucket) in crate::log::GROUP_BOUNDS
+            .iter()
+            .zip(&counters.group_records_le)
+        {
+            out.push_str(&format!(
+                "meshflow_log_group_commit_records_bucket{{le=\"{bound}\"}} {}\n",
+                load(bucket)
+            ));
+        }
+        let groups = load(&counters.groups);
+        out.push_str(&format!(
+            "meshflow_log_group_commit_records_bucket{{le=\"+Inf\"}} {groups}\n"
+        ));
+        out.push_str(&format!(
+            "meshflow_log_group_commit_records_sum {}\n",
+            load(&counters.group_records_sum)
+        ));
+        out.push_str(&format!(
+            "meshflow_log_group_commit_records_count {groups}\n"
+        ));
+        out
+    }
 }
 
 /// The HTTP API's shared state.
@@ -638,9 +690,15 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         Ok(tenant) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            state
-                .metrics
-                .render((!is_admin(&state, &headers)).then_some(tenant.as_str())),
+            {
+                let mut text = state
+                    .metrics
+                    .render((!is_admin(&state, &headers)).then_some(tenant.as_str()));
+                if let Some(log) = state.ledger.log() {
+                    text.push_str(&Metrics::render_log(log.counters()));
+                }
+                text
+            },
         )
             .into_response(),
     };
