@@ -535,16 +535,14 @@ fn process_group(
     let counters = &state.counters;
     let records = state.next_offset.saturating_sub(records_before);
     counters.records.fetch_add(records, Ordering::Relaxed);
-    if needs_sync && written.is_ok() {
-        if state.written_len != pending_before || records > 0 {
-            counters.groups.fetch_add(1, Ordering::Relaxed);
-            counters
-                .group_records_sum
-                .fetch_add(records, Ordering::Relaxed);
-            for (bound, bucket) in GROUP_BOUNDS.iter().zip(&counters.group_records_le) {
-                if records <= *bound {
-                    bucket.fetch_add(1, Ordering::Relaxed);
-                }
+    if needs_sync && written.is_ok() && (state.written_len != pending_before || records > 0) {
+        counters.groups.fetch_add(1, Ordering::Relaxed);
+        counters
+            .group_records_sum
+            .fetch_add(records, Ordering::Relaxed);
+        for (bound, bucket) in GROUP_BOUNDS.iter().zip(&counters.group_records_le) {
+            if records <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
