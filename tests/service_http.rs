@@ -246,17 +246,33 @@ fn api_keys_bind_tenants_and_roles() {
 
 #[test]
 fn a_body_over_the_limit_is_413_and_writes_nothing() {
-    // Proves the request body limit.
+    // Proves the request body limit, that only JSON content types are accepted (415), and that
+    // with keys the key is checked before the body is read (an unauthenticated body over the
+    // limit is a 401, not a 413). Bodies are small enough to fit the socket's buffers, so the
+    // client finishes sending before the answer comes.
     let dir = tempfile::tempdir().unwrap();
     let svc = start(dir.path(), "", 4096);
     let big = step("n").replace("\"t\"", &format!("\"{}\"", "x".repeat(8192)));
-    let (code, _) = call(
-        ureq::post(&format!("{}/v1/runs/r/steps", svc.base)),
-        Some(&big),
-    );
-    assert_eq!(code, 413);
+    let post = |base: &str, content_type: &str, key: Option<&str>, body: &str| {
+        let mut req =
+            ureq::post(&format!("{base}/v1/runs/r/steps")).set("Content-Type", content_type);
+        if let Some(k) = key {
+            req = req.set("X-API-Key", k);
+        }
+        call(req, Some(body)).0
+    };
+    assert_eq!(post(&svc.base, "application/json", None, &big), 413);
+    assert_eq!(post(&svc.base, "text/plain", None, &step("n")), 415);
     let (code, _) = call(ureq::get(&format!("{}/v1/runs/r", svc.base)), None);
     assert_eq!(code, 404, "nothing was written");
+
+    let keyed_dir = tempfile::tempdir().unwrap();
+    let keyed = start(keyed_dir.path(), KEYS, 4096);
+    assert_eq!(post(&keyed.base, "application/json", None, &big), 401);
+    assert_eq!(
+        post(&keyed.base, "application/json", Some("append-key-A"), &big),
+        413
+    );
 }
 
 #[test]

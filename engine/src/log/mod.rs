@@ -105,6 +105,11 @@ impl Log {
         Ok((log, report))
     }
 
+    /// Why the writer stopped, if an earlier write failed (the log must then be reopened).
+    pub fn poisoned(&self) -> Option<String> {
+        self.poisoned.lock().ok().and_then(|p| p.clone())
+    }
+
     /// What the writer has done since the log opened (records, bytes, fsyncs, group commits).
     pub fn counters(&self) -> &sequencer::WriterCounters {
         &self.counters

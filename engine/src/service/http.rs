@@ -294,6 +294,7 @@ pub(crate) struct AppState {
 
 /// The routes of SPEC §8, with the request body limit.
 pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let keyed = axum::middleware::from_fn_with_state(state.clone(), require_key);
     Router::new()
         .route("/v1/runs/{run_id}/steps", post(post_steps))
         .route("/v1/runs", get(list_runs))
@@ -301,9 +302,10 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/runs/{run_id}/verify", get(verify_run))
         .route("/v1/runs/{run_id}/export", get(export_run))
         .route("/traces/{run_id}", get(trace))
+        .route("/metrics", get(metrics))
+        .layer(keyed)
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -413,6 +415,29 @@ fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
     presented
         .and_then(|p| state.keys.find(p.trim().as_bytes()))
         .is_some_and(|k| k.role == Role::Admin)
+}
+
+/// Refuses a request without a valid API key before its body is read (when keys are
+/// configured), so an unauthenticated client cannot make the service buffer a body; the
+/// handlers then check the role and the tenant.
+async fn require_key(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.keys.is_empty() {
+        return next.run(request).await;
+    }
+    match authorize(&state, request.headers(), Role::Admin) {
+        // Any valid key passes here (a role refusal is the handler's 403).
+        Ok(_) => next.run(request).await,
+        Err(refusal) if refusal.status() == StatusCode::FORBIDDEN => next.run(request).await,
+        Err(refusal) => {
+            state.metrics.request("unauthenticated", refusal.status());
+            state.metrics.error("unauthorized");
+            refusal
+        }
+    }
 }
 
 /// Runs a blocking read on the blocking pool for `tenant`.
@@ -669,17 +694,22 @@ async fn health(State(state): State<AppState>) -> Response {
 
 async fn ready(State(state): State<AppState>) -> Response {
     let reader = state.ledger.reader().clone();
-    let ok = tokio::task::spawn_blocking(move || reader.snapshot().is_ok())
+    let head = tokio::task::spawn_blocking(move || reader.snapshot().is_ok())
         .await
         .unwrap_or(false);
-    let response = if ok {
-        json_response(&json!({"status": "ready"}))
-    } else {
-        error_response(
+    let poisoned = state.ledger.log().and_then(|l| l.poisoned());
+    let response = match (head, poisoned) {
+        (true, None) => json_response(&json!({"status": "ready"})),
+        (_, Some(why)) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            &format!("the writer stopped after a failed write: {why}"),
+        ),
+        (false, None) => error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
             "the log's HEAD cannot be read",
-        )
+        ),
     };
     finish(&state, "/ready", response)
 }
