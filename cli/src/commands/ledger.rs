@@ -41,6 +41,19 @@ pub fn open_write_waiting(cli: &Cli, wait_secs: f64) -> Result<Ledger> {
     }
 }
 
+/// One batch of `append`: the lines' text, or their parsed steps (see [`Sink::append`]).
+#[derive(Default)]
+struct Batch {
+    lines: Vec<String>,
+    requests: Vec<StepRequest>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.lines.len().max(self.requests.len())
+    }
+}
+
 /// Where `append` sends its batches: a running writer service, or the ledger opened here.
 enum Sink {
     Service(Client),
@@ -48,27 +61,22 @@ enum Sink {
 }
 
 impl Sink {
-    /// Appends one batch of lines; the receipts as the protocol carries them.
-    fn append(
-        &mut self,
-        tenant: &str,
-        lines: Vec<String>,
-        durability: Durability,
-    ) -> Result<Vec<Value>> {
+    /// Whether batches go to the service, which takes the lines' text (so metadata keeps its
+    /// exact bytes) and parses them itself.
+    fn wants_text(&self) -> bool {
+        matches!(self, Sink::Service(_))
+    }
+
+    /// Appends one batch: the lines' text for the service, their parsed steps for the local
+    /// ledger (each line is parsed once, when it is read). The receipts as the protocol
+    /// carries them.
+    fn append(&mut self, tenant: &str, batch: Batch, durability: Durability) -> Result<Vec<Value>> {
         match self {
             Sink::Service(client) => {
-                Ok(client.append(tenant, &lines, durability == Durability::Sync)?)
+                Ok(client.append(tenant, &batch.lines, durability == Durability::Sync)?)
             }
             Sink::Local(ledger) => {
-                let mut requests = Vec::with_capacity(lines.len());
-                for (i, line) in lines.iter().enumerate() {
-                    requests.push(
-                        StepRequest::from_json(line)
-                            .map_err(anyhow::Error::from)
-                            .with_context(|| format!("line {}", i + 1))?,
-                    );
-                }
-                let receipts = ledger.append_batch(requests, durability)?;
+                let receipts = ledger.append_batch(batch.requests, durability)?;
                 Ok(receipts.iter().map(receipt_json).collect())
             }
         }
@@ -106,14 +114,15 @@ pub fn append(cli: &Cli, args: &AppendArgs) -> Result<u8> {
         None => Sink::Local(open_write_waiting(cli, args.wait_lock)?),
     };
     let mut out = std::io::stdout().lock();
-    let mut batch: Vec<String> = Vec::with_capacity(batch_lines);
+    let mut batch = Batch::default();
+    let as_text = sink.wants_text();
     let mut batch_first_line = 1u64;
     let mut appended = 0u64;
     let mut first_offset: Option<u64> = None;
     let mut last_offset: Option<u64> = None;
     let mut runs = BTreeSet::new();
-    let mut flush = |batch: &mut Vec<String>, first_line: u64| -> Result<()> {
-        if batch.is_empty() {
+    let mut flush = |batch: &mut Batch, first_line: u64| -> Result<()> {
+        if batch.len() == 0 {
             return Ok(());
         }
         let receipts = sink
@@ -158,14 +167,18 @@ pub fn append(cli: &Cli, args: &AppendArgs) -> Result<u8> {
         if text.trim().is_empty() {
             continue;
         }
-        // Checked here too, so a bad line is reported with its number before its batch is sent.
-        StepRequest::from_json(text)
+        // Parsed here, so a bad line is reported with its number before its batch is sent.
+        let request = StepRequest::from_json(text)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("line {line_no}"))?;
-        if batch.is_empty() {
+        if batch.len() == 0 {
             batch_first_line = line_no;
         }
-        batch.push(text.to_string());
+        if as_text {
+            batch.lines.push(text.to_string());
+        } else {
+            batch.requests.push(request);
+        }
         if batch.len() >= batch_lines {
             flush(&mut batch, batch_first_line)?;
         }
