@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 use anyhow::{Context, Result};
 use meshflow_engine::ledger::export::{diff_json, report_json, step_json, summary_json};
 use meshflow_engine::ledger::step::slot;
-use meshflow_engine::ledger::{Ledger, LedgerError, Step, StepRequest};
+use meshflow_engine::ledger::{Ledger, LedgerError, RunSummary, Step, StepRequest};
 use meshflow_engine::log::{Durability, LogOptions};
 use meshflow_engine::service::client::Client;
 use meshflow_engine::service::protocol::receipt_json;
@@ -335,7 +335,7 @@ pub fn replay(cli: &Cli, args: &ReplayArgs) -> Result<u8> {
         return Ok(0);
     }
     let steps = ledger.get_run(&args.run_id)?;
-    let s = ledger.run_summary(&args.run_id)?;
+    let s = RunSummary::of(&args.run_id, &steps);
     let duration: f64 = steps.iter().map(|s| s.stored.fields.duration_ms).sum();
     writeln!(out, "Run {} (tenant {})", args.run_id, cli.tenant)?;
     writeln!(
@@ -369,7 +369,7 @@ pub fn replay(cli: &Cli, args: &ReplayArgs) -> Result<u8> {
 pub fn trace(cli: &Cli, args: &TraceArgs) -> Result<u8> {
     let ledger = open_read(cli)?;
     let steps = ledger.get_run(&args.run_id)?;
-    let summary = ledger.run_summary(&args.run_id)?;
+    let summary = RunSummary::of(&args.run_id, &steps);
     let report = ledger.verify_chain(&args.run_id)?;
     let document = || -> Value {
         json!({

@@ -80,6 +80,54 @@ pub struct RunSummary {
     pub end: Option<String>,
 }
 
+impl RunSummary {
+    /// The summary of a run before its first step.
+    pub fn empty(run_id: &str) -> RunSummary {
+        RunSummary {
+            run_id: run_id.to_string(),
+            steps: 0,
+            nodes: Vec::new(),
+            total_cost_usd: 0.0,
+            total_tokens: 0,
+            total_carbon_gco2: 0.0,
+            blocked_steps: 0,
+            verdicts: Vec::new(),
+            start: None,
+            end: None,
+        }
+    }
+
+    /// Counts the run's next step (steps must come in order).
+    pub fn add(&mut self, step: &Step) {
+        let f = &step.stored.fields;
+        self.steps += 1;
+        self.nodes.push(f.node_id.clone());
+        self.verdicts.push(f.verdict.clone());
+        self.total_cost_usd += f.cost_usd;
+        self.total_tokens = self.total_tokens.saturating_add(f.tokens_used);
+        self.total_carbon_gco2 += f.carbon_gco2;
+        self.blocked_steps += u64::from(f.blocked);
+        if self.start.is_none() {
+            self.start = Some(f.timestamp.clone());
+        }
+        self.end = Some(f.timestamp.clone());
+    }
+
+    /// The summary, totals rounded as the reference rounds them.
+    pub fn finish(mut self) -> RunSummary {
+        self.total_cost_usd = round_to(self.total_cost_usd, 6);
+        self.total_carbon_gco2 = round_to(self.total_carbon_gco2, 4);
+        self
+    }
+
+    /// The summary of steps already read (`get_run`), with no second read of the run.
+    pub fn of(run_id: &str, steps: &[Step]) -> RunSummary {
+        let mut s = RunSummary::empty(run_id);
+        steps.iter().for_each(|step| s.add(step));
+        s.finish()
+    }
+}
+
 /// One failure found by [`Ledger::verify_chain`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainError {
@@ -181,9 +229,21 @@ impl Ledger {
         &self,
         run_id: &str,
         from: usize,
+        f: impl FnMut(Step) -> Result<(), LedgerError>,
+    ) -> Result<u64, LedgerError> {
+        self.for_each_step_in(run_id, from, usize::MAX, f)
+    }
+
+    /// [`Ledger::for_each_step`] for at most `count` steps from `from`.
+    fn for_each_step_in(
+        &self,
+        run_id: &str,
+        from: usize,
+        count: usize,
         mut f: impl FnMut(Step) -> Result<(), LedgerError>,
     ) -> Result<u64, LedgerError> {
-        let (snapshot, len) = self.run_len(run_id)?;
+        let (snapshot, all) = self.run_len(run_id)?;
+        let len = all.min(from.saturating_add(count));
         self.for_each_loc(run_id, from, len, |loc, index, prev| {
             let record = self.read_loc(&snapshot, loc)?;
             let stored = read_step(&record)?.ok_or_else(|| damaged(loc, "not a step record"))?;
@@ -263,33 +323,16 @@ impl Ledger {
 
     /// The step at `step_index` (negative or past the end: `None`).
     pub fn load_state(&self, run_id: &str, step_index: i64) -> Result<Option<Step>, LedgerError> {
-        let (snapshot, len) = self.run_len(run_id)?;
         let Ok(index) = usize::try_from(step_index) else {
+            self.run_len(run_id)?; // an unknown run is still "not found"
             return Ok(None);
         };
-        if index >= len {
-            return Ok(None);
-        }
-        let (loc, prev) = {
-            let view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
-            let run = view
-                .run(&self.tenant, run_id)
-                .ok_or_else(|| self.not_found(run_id))?;
-            let loc = *run.steps.get(index).ok_or_else(|| self.not_found(run_id))?;
-            let prev = index
-                .checked_sub(1)
-                .and_then(|i| run.steps.get(i))
-                .map_or([0; 32], |s| s.entry_hash);
-            (loc, prev)
-        };
-        let record = self.read_loc(&snapshot, &loc)?;
-        let stored = read_step(&record)?.ok_or_else(|| damaged(&loc, "not a step record"))?;
-        Ok(Some(Step {
-            stored,
-            step_index: index as u64,
-            prev_hash: prev,
-            entry_hash: loc.entry_hash,
-        }))
+        let mut found = None;
+        self.for_each_step_in(run_id, index, 1, |step| {
+            found = Some(step);
+            Ok(())
+        })?;
+        Ok(found)
     }
 
     /// The step of `run_id` written at `offset`, if that run has one there.
@@ -309,36 +352,12 @@ impl Ledger {
 
     /// The reference's run summary.
     pub fn run_summary(&self, run_id: &str) -> Result<RunSummary, LedgerError> {
-        let mut s = RunSummary {
-            run_id: run_id.to_string(),
-            steps: 0,
-            nodes: Vec::new(),
-            total_cost_usd: 0.0,
-            total_tokens: 0,
-            total_carbon_gco2: 0.0,
-            blocked_steps: 0,
-            verdicts: Vec::new(),
-            start: None,
-            end: None,
-        };
+        let mut s = RunSummary::empty(run_id);
         self.for_each_step(run_id, 0, |step| {
-            let f = &step.stored.fields;
-            s.steps += 1;
-            s.nodes.push(f.node_id.clone());
-            s.verdicts.push(f.verdict.clone());
-            s.total_cost_usd += f.cost_usd;
-            s.total_tokens = s.total_tokens.saturating_add(f.tokens_used);
-            s.total_carbon_gco2 += f.carbon_gco2;
-            s.blocked_steps += u64::from(f.blocked);
-            if s.start.is_none() {
-                s.start = Some(f.timestamp.clone());
-            }
-            s.end = Some(f.timestamp.clone());
+            s.add(&step);
             Ok(())
         })?;
-        s.total_cost_usd = round_to(s.total_cost_usd, 6);
-        s.total_carbon_gco2 = round_to(s.total_carbon_gco2, 4);
-        Ok(s)
+        Ok(s.finish())
     }
 
     /// Compares two runs node by node (the last occurrence of a node wins).

@@ -673,7 +673,7 @@ async fn trace(
         Ok(tenant) => {
             blocking_read(&state, tenant, move |ledger| {
                 let steps = ledger.get_run(&run_id)?;
-                let summary = ledger.run_summary(&run_id)?;
+                let summary = crate::ledger::RunSummary::of(&run_id, &steps);
                 let report = ledger.verify_chain(&run_id)?;
                 Ok(json!({
                     "run_id": run_id,
