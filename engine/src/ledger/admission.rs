@@ -100,11 +100,26 @@ impl std::hash::Hasher for KeyPrefixHasher {
 #[derive(Debug)]
 pub(crate) struct LedgerAdmission {
     pub(crate) state: Arc<Mutex<WriterState>>,
+    /// Scratch space reused from batch to batch (see `admit`).
+    arena: Vec<u8>,
+    pending: Vec<Pending>,
+}
+
+impl LedgerAdmission {
+    pub(crate) fn new(state: Arc<Mutex<WriterState>>) -> LedgerAdmission {
+        LedgerAdmission {
+            state,
+            arena: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
 }
 
 /// One step of a batch, checked but not yet applied.
+#[derive(Debug)]
 struct Pending {
-    run: Vec<u8>,
+    /// The run's key, as a range of the batch's key arena.
+    run: std::ops::Range<usize>,
     key: StepKey,
     head: RunHead,
     offset: u64,
@@ -113,7 +128,11 @@ struct Pending {
 impl Admission for LedgerAdmission {
     fn admit(&mut self, first_offset: u64, batch: &[Candidate<'_>]) -> AdmitDecision {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut pending: Vec<Pending> = Vec::new();
+        // Run keys of this batch, back to back: a run already known costs no allocation.
+        let arena = &mut self.arena;
+        let pending = &mut self.pending;
+        arena.clear();
+        pending.clear();
         let mut admitted = Vec::with_capacity(batch.len());
         for (i, candidate) in batch.iter().enumerate() {
             let offset = first_offset + i as u64;
@@ -133,13 +152,18 @@ impl Admission for LedgerAdmission {
             if state.steps.contains_key(&key) || pending.iter().any(|p| p.key == key) {
                 return AdmitDecision::Reject(format!("{DUPLICATE} '{step_id}'"));
             }
-            let run = run_key(tenant, run_id.as_bytes());
+            let start = arena.len();
+            arena.extend_from_slice(tenant);
+            arena.push(0);
+            arena.extend_from_slice(run_id.as_bytes());
+            let run = start..arena.len();
+            let this = arena.get(run.clone()).unwrap_or(&[]);
             let before = pending
                 .iter()
                 .rev()
-                .find(|p| p.run == run)
+                .find(|p| arena.get(p.run.clone()) == Some(this))
                 .map(|p| p.head)
-                .or_else(|| state.runs.get(&run).copied())
+                .or_else(|| state.runs.get(this).copied())
                 .unwrap_or_default();
             if let Some(expected) = candidate.condition {
                 if expected != before.count {
@@ -170,12 +194,13 @@ impl Admission for LedgerAdmission {
                 offset,
             });
         }
-        for p in pending {
+        for p in pending.iter() {
             state.steps.insert(p.key, p.offset);
-            match state.runs.get_mut(&p.run) {
+            let run = arena.get(p.run.clone()).unwrap_or(&[]);
+            match state.runs.get_mut(run) {
                 Some(head) => *head = p.head,
                 None => {
-                    state.runs.insert(p.run, p.head);
+                    state.runs.insert(run.to_vec(), p.head);
                 }
             }
         }

@@ -231,9 +231,7 @@ impl Ledger {
         let (view, load_report) = load_view(dir, &reader)?;
         let last_checkpoint = load_report.checkpoint_offset.unwrap_or(0);
         let writer = Arc::new(Mutex::new(view.writer_state()));
-        log.set_admission(Box::new(LedgerAdmission {
-            state: writer.clone(),
-        }))?;
+        log.set_admission(Box::new(LedgerAdmission::new(writer.clone())))?;
         let inner = Inner {
             log: Some(log),
             reader,

@@ -56,6 +56,8 @@ pub struct RunsView {
     /// One past the offset of the last record applied that is not a checkpoint-digest event:
     /// a view that moved only over digest events needs no new checkpoint.
     pub data_end: u64,
+    /// Scratch space for run keys (see `apply`).
+    pub(crate) key_buf: Vec<u8>,
 }
 
 impl RunsView {
@@ -102,13 +104,28 @@ impl RunsView {
         let frame_len =
             u32::try_from(view.frame_len()).map_err(|_| damaged("frame longer than 4 GiB"))?;
         let tenant = view.tenant();
-        let key = run_key(tenant, run_id.as_bytes());
-        let run = self.runs.entry(key).or_insert_with(|| RunState {
-            tenant: String::from_utf8_lossy(tenant).into_owned(),
-            run_id: run_id.to_string(),
-            steps: Vec::new(),
-            last_offset: offset,
-        });
+        // A known run is found through a key built in place; only a new run's key is kept.
+        let mut key = std::mem::take(&mut self.key_buf);
+        key.clear();
+        key.extend_from_slice(tenant);
+        key.push(0);
+        key.extend_from_slice(run_id.as_bytes());
+        if !self.runs.contains_key(key.as_slice()) {
+            self.runs.insert(
+                key.clone(),
+                RunState {
+                    tenant: String::from_utf8_lossy(tenant).into_owned(),
+                    run_id: run_id.to_string(),
+                    steps: Vec::new(),
+                    last_offset: offset,
+                },
+            );
+        }
+        let run = self.runs.get_mut(key.as_slice());
+        self.key_buf = key;
+        let Some(run) = run else {
+            return Err(damaged("the run just added is missing"));
+        };
         let prev = run.steps.last().map_or([0; 32], |s| s.entry_hash);
         let entry_hash = step::entry_hash(
             &prev,
