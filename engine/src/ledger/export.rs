@@ -303,15 +303,15 @@ impl Ledger {
                 .ok_or_else(|| LedgerError::NotFound {
                     what: format!("run '{run_id}'"),
                 })?;
-            let below: Vec<_> = run
+            // Steps are in offset order: those below the snapshot are a prefix.
+            let below = run
                 .steps
-                .iter()
-                .take_while(|s| s.offset < snapshot.head.next_offset)
-                .collect();
-            (
-                below.len() as u64,
-                below.last().map_or([0; 32], |s| s.entry_hash),
-            )
+                .partition_point(|s| s.offset < snapshot.head.next_offset);
+            let head = below
+                .checked_sub(1)
+                .and_then(|i| run.steps.get(i))
+                .map_or([0; 32], |s| s.entry_hash);
+            (below as u64, head)
         };
         let header = json!({
             "format": ENVELOPE_FORMAT,
@@ -330,18 +330,15 @@ impl Ledger {
         let w = io("writing an export");
         write!(out, "{open},\n  \"steps\": [").map_err(&w)?;
         let mut first = true;
-        let mut written = 0u64;
-        self.for_each_step(run_id, 0, |step| {
-            if written >= count {
-                return Ok(());
-            }
+        // Exactly the steps the header counted (a step appended meanwhile is not exported).
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        self.for_each_step_in(run_id, 0, count, |step| {
             let value = envelope_step_json(&step);
             out.write_all(if first { b"\n    " } else { b",\n    " })
                 .map_err(&w)?;
             serde_json::to_writer(&mut *out, &value)
                 .map_err(|e| LedgerError::Log(Error::io("writing an export", e.into())))?;
             first = false;
-            written += 1;
             Ok(())
         })?;
         out.write_all(if first { b"]\n}\n" } else { b"\n  ]\n}\n" })

@@ -235,7 +235,7 @@ impl Ledger {
     }
 
     /// [`Ledger::for_each_step`] for at most `count` steps from `from`.
-    fn for_each_step_in(
+    pub(crate) fn for_each_step_in(
         &self,
         run_id: &str,
         from: usize,
