@@ -24,7 +24,9 @@
 //!
 //! Layers: [`format`](mod@format) encodes and decodes bytes and never does I/O; [`storage`] is the file
 //! system behind a trait (with a fault-injecting implementation for crash tests); [`log`] is the
-//! writer, the readers, recovery, verification and erasure.
+//! writer, the readers, recovery, verification and erasure; [`ledger`] is agents' steps on the
+//! log (per-run chains, the runs view and its checkpoints, exports, anchors); [`service`] is the
+//! writer service (Unix socket and HTTP API) that lets many processes append.
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 #![warn(clippy::expect_used)]

@@ -1,4 +1,4 @@
-//! `meshflow log stats | verify | tail`.
+//! `meshflow log stats | verify | tail | checkpoint | keygen`.
 
 use std::io::Write;
 use std::time::Duration;

@@ -2,7 +2,8 @@
 //! clock: callers pass bytes and values in, and get bytes, views or typed errors out.
 //!
 //! All integers are little-endian with explicit widths; `docs/log-format.md` describes every
-//! byte. Every file starts with a magic and a format version.
+//! byte of the log's files (every file starts with a magic and a format version), and
+//! `docs/audit-chain.md` §8 the checkpoint notes of [`note`].
 
 pub mod chain;
 pub mod erasure;
