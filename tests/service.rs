@@ -63,7 +63,7 @@ fn many_clients_append_through_the_socket_and_every_chain_verifies() {
                             true,
                         )
                         .unwrap();
-                    assert_eq!(receipts[0]["step_index"], n);
+                    assert_eq!(receipts[0].step_index, n);
                 }
             });
         }

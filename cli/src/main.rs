@@ -16,6 +16,10 @@ use args::{AuditCommand, Cli, Command, LogCommand};
 use meshflow_engine::ledger::LedgerError;
 use meshflow_engine::service::client::ClientError;
 
+/// mimalloc: threads allocate and free across each other at a high rate (see Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for each error kind.
 fn exit_code(error: &anyhow::Error) -> u8 {
     if let Some(e) = error.downcast_ref::<ClientError>() {

@@ -6,10 +6,9 @@ use std::io::{BufRead, Write};
 use anyhow::{Context, Result};
 use meshflow_engine::ledger::export::{diff_json, report_json, step_json, summary_json};
 use meshflow_engine::ledger::step::slot;
-use meshflow_engine::ledger::{Ledger, LedgerError, RunSummary, Step, StepRequest};
+use meshflow_engine::ledger::{Ledger, LedgerError, RunSummary, Step, StepReceipt, StepRequest};
 use meshflow_engine::log::{Durability, LogOptions};
 use meshflow_engine::service::client::Client;
-use meshflow_engine::service::protocol::receipt_json;
 use serde_json::{json, Value};
 
 use crate::args::{AppendArgs, Cli, ReplayArgs, TraceArgs};
@@ -70,15 +69,17 @@ impl Sink {
     /// Appends one batch: the lines' text for the service, their parsed steps for the local
     /// ledger (each line is parsed once, when it is read). The receipts as the protocol
     /// carries them.
-    fn append(&mut self, tenant: &str, batch: Batch, durability: Durability) -> Result<Vec<Value>> {
+    fn append(
+        &mut self,
+        tenant: &str,
+        batch: Batch,
+        durability: Durability,
+    ) -> Result<Vec<StepReceipt>> {
         match self {
             Sink::Service(client) => {
                 Ok(client.append(tenant, &batch.lines, durability == Durability::Sync)?)
             }
-            Sink::Local(ledger) => {
-                let receipts = ledger.append_batch(batch.requests, durability)?;
-                Ok(receipts.iter().map(receipt_json).collect())
-            }
+            Sink::Local(ledger) => Ok(ledger.append_batch(batch.requests, durability)?),
         }
     }
 
@@ -133,16 +134,15 @@ pub fn append(cli: &Cli, args: &AppendArgs) -> Result<u8> {
                 )
             })?;
         for (i, r) in receipts.iter().enumerate() {
-            let offset = r["offset"].as_u64().unwrap_or(0);
             if args.ack {
-                let ack = json!({"line": first_line + i as u64, "offset": offset,
-                                 "run_id": r["run_id"], "step_index": r["step_index"]});
+                let ack = json!({"line": first_line + i as u64, "offset": r.offset,
+                                 "run_id": r.run_id, "step_index": r.step_index});
                 writeln!(out, "{ack}")?;
             }
-            first_offset.get_or_insert(offset);
-            last_offset = Some(offset);
-            if let Some(run) = r["run_id"].as_str() {
-                runs.insert(run.to_string());
+            first_offset.get_or_insert(r.offset);
+            last_offset = Some(r.offset);
+            if !runs.contains(&r.run_id) {
+                runs.insert(r.run_id.clone());
             }
         }
         if args.ack {

@@ -147,6 +147,25 @@ impl Log {
         reply_rx.recv().map_err(|_| self.closed_error())?
     }
 
+    /// Appends records as one atomic batch without waiting: the frames are built on the
+    /// calling thread and queued, and `done` is called with the receipts (once durable, for
+    /// [`Durability::Sync`]) or the error. `done` runs on the sequencer thread, so it must be
+    /// quick and must not block; the writer service uses it to wake an async task. When the
+    /// batch is refused before it is queued, the error is returned and `done` is not called.
+    pub fn append_batch_then(
+        &self,
+        records: Vec<RecordInput>,
+        durability: Durability,
+        done: impl FnOnce(Result<Vec<Receipt>, Error>) + Send + 'static,
+    ) -> Result<(), Error> {
+        let mut frames = Frames::default();
+        frames.push_batch(&records, durability, &self.options.limits)?;
+        self.send(Command::Append {
+            frames,
+            reply: ReplyTo::Call(Box::new(done)),
+        })
+    }
+
     /// A pipelined appender: submit many records without waiting, collect receipts later.
     pub fn appender(&self) -> Appender<'_> {
         let (reply_tx, reply_rx) = crossbeam_channel::unbounded();

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::protocol;
 use super::ServiceInfo;
+use crate::ledger::StepReceipt;
 
 /// Why a request through the service failed.
 #[derive(Debug)]
@@ -68,34 +69,7 @@ impl Client {
 
     /// Sends a request and returns the `ok` response; a refusal is [`ClientError::Remote`].
     pub fn request(&mut self, request: &Value) -> Result<Value, ClientError> {
-        if let Err(e) = self.stream.write_all(&protocol::encode(request)) {
-            // The service may have refused the request before reading all of it (too large)
-            // and closed: its answer is still there to read.
-            if !matches!(
-                e.kind(),
-                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-            ) {
-                return Err(ClientError::Io(e));
-            }
-            return match self.read_response() {
-                Err(ClientError::Io(_)) | Ok(_) => Err(ClientError::Io(e)),
-                Err(refusal) => Err(refusal),
-            };
-        }
-        self.read_response()
-    }
-
-    fn read_response(&mut self) -> Result<Value, ClientError> {
-        let mut prefix = [0u8; 4];
-        self.reader
-            .read_exact(&mut prefix)
-            .map_err(ClientError::Io)?;
-        let len = protocol::body_len(prefix);
-        if len > protocol::MESSAGE_BYTES_MAX.saturating_mul(4) {
-            return Err(ClientError::Protocol(format!("a response of {len} bytes")));
-        }
-        let mut body = vec![0u8; len];
-        self.reader.read_exact(&mut body).map_err(ClientError::Io)?;
+        let body = self.round_trip(&protocol::encode(request))?;
         let response: Value = serde_json::from_slice(&body)
             .map_err(|e| ClientError::Protocol(format!("response is not JSON: {e}")))?;
         if response.get("ok") == Some(&Value::Bool(true)) {
@@ -115,6 +89,51 @@ impl Client {
         })
     }
 
+    /// Sends one encoded message and returns the response's body.
+    fn round_trip(&mut self, message: &[u8]) -> Result<Vec<u8>, ClientError> {
+        if let Err(e) = self.stream.write_all(message) {
+            // The service may have refused the request before reading all of it (too large)
+            // and closed: its answer is still there to read.
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) {
+                return Err(ClientError::Io(e));
+            }
+            return match self.read_body().and_then(|body| {
+                serde_json::from_slice::<protocol::AppendReply>(&body)
+                    .map_err(|e| ClientError::Protocol(e.to_string()))
+            }) {
+                Ok(reply) if !reply.ok => Err(remote(reply.error)),
+                _ => Err(ClientError::Io(e)),
+            };
+        }
+        self.read_body()
+    }
+
+    fn read_body(&mut self) -> Result<Vec<u8>, ClientError> {
+        if self.reader.buffer().is_empty() {
+            wait_readable(&self.stream).map_err(ClientError::Io)?;
+        }
+        let mut prefix = [0u8; 4];
+        self.reader
+            .read_exact(&mut prefix)
+            .map_err(ClientError::Io)?;
+        let len = protocol::body_len(prefix);
+        if len > protocol::MESSAGE_BYTES_MAX.saturating_mul(4) {
+            return Err(ClientError::Protocol(format!("a response of {len} bytes")));
+        }
+        let mut body = Vec::with_capacity(len.min(64 << 10));
+        let read = (&mut self.reader)
+            .take(u64::try_from(len).unwrap_or(u64::MAX))
+            .read_to_end(&mut body)
+            .map_err(ClientError::Io)?;
+        if read < len {
+            return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        Ok(body)
+    }
+
     /// Makes everything the service has sequenced durable (after `buffered` appends).
     pub fn sync(&mut self) -> Result<(), ClientError> {
         self.request(&serde_json::json!({"v": protocol::VERSION, "op": "sync"}))
@@ -128,13 +147,56 @@ impl Client {
         tenant: &str,
         lines: &[String],
         sync: bool,
-    ) -> Result<Vec<Value>, ClientError> {
-        let response = self.request(&protocol::append_request(tenant, lines, sync))?;
-        match response.get("receipts") {
-            Some(Value::Array(receipts)) if receipts.len() == lines.len() => Ok(receipts.clone()),
-            _ => Err(ClientError::Protocol(
-                "an append response without one receipt per line".to_string(),
-            )),
+    ) -> Result<Vec<StepReceipt>, ClientError> {
+        let message = protocol::encode(&protocol::AppendRequest {
+            tenant,
+            lines,
+            sync,
+        });
+        let body = self.round_trip(&message)?;
+        let reply: protocol::AppendReply = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Protocol(format!("an append response: {e}")))?;
+        if !reply.ok {
+            return Err(remote(reply.error));
         }
+        if reply.receipts.len() != lines.len() {
+            return Err(ClientError::Protocol(
+                "an append response without one receipt per line".to_string(),
+            ));
+        }
+        reply
+            .receipts
+            .into_iter()
+            .map(|r| {
+                r.into_receipt().ok_or_else(|| {
+                    ClientError::Protocol("a receipt whose entry hash is not hex".to_string())
+                })
+            })
+            .collect()
+    }
+}
+
+/// Waits until `stream` has bytes to read (or is closed). A thread blocked in `read(2)` on a
+/// Unix stream socket is woken each time the peer consumes what this side wrote (the kernel's
+/// write-space wakeup shares the wait queue); `poll(2)` for input only is not, which saves a
+/// context switch per request.
+fn wait_readable(stream: &UnixStream) -> std::io::Result<()> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(stream, PollFlags::IN)];
+    loop {
+        match poll(&mut fds, None) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The refusal an error response carries.
+fn remote(error: Option<protocol::ErrorFields>) -> ClientError {
+    let error = error.unwrap_or_default();
+    ClientError::Remote {
+        kind: error.kind,
+        message: error.message,
     }
 }

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::protocol;
-use super::server::Job;
+use super::server::Appends;
 use crate::ledger::export::{report_json, step_json, summary_json};
 use crate::ledger::{Ledger, LedgerError, StepRequest};
 use crate::log::Durability;
@@ -287,7 +287,7 @@ impl Metrics {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) ledger: Ledger,
-    pub(crate) jobs: crossbeam_channel::Sender<Job>,
+    pub(crate) appends: Appends,
     pub(crate) keys: Arc<ApiKeys>,
     pub(crate) metrics: Arc<Metrics>,
 }
@@ -548,39 +548,20 @@ async fn post_steps(
         Err(e) => return finish(&state, route, ledger_error(&e)),
     };
     let steps = requests.len() as u64;
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let job = Job {
-        handle,
-        requests,
-        durability: Durability::Sync,
-        reply,
-    };
-    // Never block a runtime thread: a full queue is a 503 the client may retry.
-    if let Err(e) = state.jobs.try_send(job) {
-        let (kind, message) = match e {
-            crossbeam_channel::TrySendError::Full(_) => {
-                ("busy", "the writer service is busy; retry")
-            }
-            crossbeam_channel::TrySendError::Disconnected(_) => {
-                ("shutting_down", "the writer service is stopping")
-            }
-        };
-        return finish(
-            &state,
-            route,
-            error_response(StatusCode::SERVICE_UNAVAILABLE, kind, message),
-        );
-    }
-    let answer = answer
+    let response = match state
+        .appends
+        .append(handle, requests, Durability::Sync)
         .await
-        .unwrap_or_else(|_| protocol::error("shutting_down", "the writer service stopped"));
-    let response = if answer.get("ok") == Some(&Value::Bool(true)) {
-        state.metrics.append(&tenant, steps, started);
-        json_response(&json!({"receipts": answer.get("receipts")}))
-    } else {
-        let kind = error_field(&answer, "kind").unwrap_or("error");
-        let message = error_field(&answer, "message").unwrap_or("");
-        error_response(status_of(kind), kind, message)
+    {
+        Ok(receipts) => {
+            state.metrics.append(&tenant, steps, started);
+            let receipts: Vec<_> = receipts.iter().map(protocol::WireReceipt).collect();
+            json_response(&json!({ "receipts": receipts }))
+        }
+        Err(e) => {
+            let (kind, message) = e.kind_and_message();
+            error_response(status_of(kind), kind, &message)
+        }
     };
     finish(&state, route, response)
 }

@@ -1,7 +1,7 @@
 //! The writer service (`docs/protocol.md`): it owns a writable [`Ledger`] and serves requests
-//! from a Unix domain socket. Connections are tasks on a small tokio runtime; appends from all
-//! of them go to one driver thread and the log's pipelined appender, so concurrent clients share
-//! group commits as in-process threads do.
+//! from a Unix domain socket. Connections are tasks on a small tokio runtime; each task builds
+//! its appends' records and queues them straight to the log's sequencer, so concurrent clients
+//! share group commits as in-process threads do.
 //! Stopping (the handle from [`Server::stop_handle`]) lets every connection finish the request
 //! it is serving, then closes the ledger cleanly and removes `serve.json` and the socket.
 
@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::protocol::{self, VERSION};
+use super::protocol::{self, Request, VERSION};
 use super::{ServiceInfo, INFO_FILE};
-use crate::ledger::{Ledger, StepRequest};
-use crate::log::Durability;
+use crate::ledger::{Built, Ledger, LedgerError, StepReceipt, StepRequest};
+use crate::log::{Durability, RecordInput};
 
 /// How long a blocked accept or read waits before looking at the stop flag again.
 const POLL: Duration = Duration::from_millis(50);
@@ -248,9 +248,9 @@ impl Server {
     /// Serves until stopped; then lets the connections finish the requests in hand, closes
     /// the ledger and removes `serve.json` and the socket.
     ///
-    /// Connections are tasks on a two-thread tokio runtime; their appends go to one driver
-    /// thread that submits every waiting request to the log's pipelined appender at once, so
-    /// requests from all connections share group commits and no request holds a thread.
+    /// Connections are tasks on a two-thread tokio runtime; their appends go straight to the
+    /// log's sequencer (see [`Appends`]), so requests from all connections share group commits
+    /// and no request holds a thread while it waits.
     pub fn run(self) -> std::io::Result<()> {
         let Server {
             ledger,
@@ -266,32 +266,35 @@ impl Server {
             .enable_io()
             .enable_time()
             .build()?;
-        let (jobs, queue) = crossbeam_channel::bounded::<Job>(4096);
-        let driver_ledger = ledger.clone();
+        let appends = Appends::new();
         // Held until serve.json and the socket are gone, so that the writer lock is released
         // only after them: a successor cannot lose its own files to this cleanup.
         let keep = ledger.clone();
-        let driver = std::thread::Builder::new()
-            .name("meshflow-append".to_string())
-            .spawn(move || drive(&driver_ledger, &queue))?;
         let max = options.max_message_bytes;
         let served = runtime.block_on(async move {
+            // The stop flag, set from a signal handler or another thread, becomes a watch
+            // every task can wait on.
+            let (stop_tx, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(POLL).await;
+                }
+                let _ = stop_tx.send(true);
+            });
             let http_task = match http {
                 None => None,
                 Some(h) => {
                     let state = super::http::AppState {
                         ledger: ledger.clone(),
-                        jobs: jobs.clone(),
+                        appends: appends.clone(),
                         keys: Arc::new(h.keys),
                         metrics: Arc::default(),
                     };
                     let app = super::http::router(state, max);
                     let tcp = tokio::net::TcpListener::from_std(h.tcp)?;
-                    let stop = stop.clone();
+                    let mut stopped = stopped.clone();
                     let stopped = async move {
-                        while !stop.load(Ordering::Relaxed) {
-                            tokio::time::sleep(POLL).await;
-                        }
+                        let _ = stopped.wait_for(|s| *s).await;
                     };
                     Some(match h.tls {
                         None => tokio::spawn(async move {
@@ -308,7 +311,7 @@ impl Server {
                     })
                 }
             };
-            let socket = accept_loop(listener, ledger, jobs, stop, max).await;
+            let socket = accept_loop(listener, ledger, appends, stopped, max).await;
             if let Some(task) = http_task {
                 let abort = task.abort_handle();
                 match tokio::time::timeout(DRAIN, task).await {
@@ -321,7 +324,6 @@ impl Server {
             socket
         });
         runtime.shutdown_timeout(Duration::from_secs(5));
-        let _ = driver.join();
         let _ = std::fs::remove_file(dir.join(INFO_FILE));
         let _ = std::fs::remove_file(&options.socket);
         drop(keep);
@@ -329,37 +331,126 @@ impl Server {
     }
 }
 
-/// One append request on its way to the driver thread.
-pub(crate) struct Job {
-    pub(crate) handle: Ledger,
-    pub(crate) requests: Vec<StepRequest>,
-    pub(crate) durability: Durability,
-    pub(crate) reply: tokio::sync::oneshot::Sender<Value>,
+/// Appends in flight through the service (socket and HTTP) at most; more are refused as
+/// `busy` (nothing written) rather than queued without bound.
+const IN_FLIGHT_MAX: usize = 2048;
+
+/// The service's appends: each connection's task builds its batch's records and frames (so
+/// building runs on every runtime thread) and queues them straight to the log's sequencer,
+/// which groups the batches of all connections into shared commits and wakes each task with
+/// its receipts. No thread is held while a batch waits for its commit.
+#[derive(Clone)]
+pub(crate) struct Appends {
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Appends {
+    fn new() -> Appends {
+        Appends {
+            permits: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_MAX)),
+        }
+    }
+
+    /// Appends `requests` as one atomic batch for `handle`'s tenant; the receipts, in order,
+    /// once durable (`Sync`) or sequenced (`Buffered`).
+    pub(crate) async fn append(
+        &self,
+        handle: Ledger,
+        requests: Vec<StepRequest>,
+        durability: Durability,
+    ) -> Result<Vec<StepReceipt>, SubmitError> {
+        let _permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| SubmitError::Busy)?;
+        let log = handle
+            .log()
+            .ok_or(SubmitError::Ledger(LedgerError::ReadOnly))?;
+        let (built, records): (Vec<Built>, Vec<RecordInput>) = handle
+            .build(&requests)
+            .map_err(SubmitError::Ledger)?
+            .into_iter()
+            .unzip();
+        let (reply, receipts) = tokio::sync::oneshot::channel();
+        log.append_batch_then(records, durability, move |r| {
+            let _ = reply.send(r);
+        })
+        .map_err(|e| SubmitError::Ledger(e.into()))?;
+        let result = receipts.await.unwrap_or(Err(crate::Error::Closed));
+        let answer = match result {
+            Ok(receipts) => built
+                .into_iter()
+                .zip(receipts)
+                .map(|(b, r)| b.receipt(&r))
+                .collect::<Result<Vec<_>, _>>(),
+            Err(crate::Error::Rejected { reason })
+                if reason.starts_with(crate::ledger::admission::DUPLICATE) =>
+            {
+                // A retry: the original receipts are read back from the log.
+                tokio::task::spawn_blocking(move || handle.resolve_retry(&requests, &built))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(LedgerError::Log(crate::Error::Poisoned {
+                            reason: "resolving a retried step failed".to_string(),
+                        }))
+                    })
+            }
+            Err(crate::Error::Rejected { reason }) => Err(LedgerError::Conflict { reason }),
+            Err(e) => Err(e.into()),
+        };
+        answer.map_err(SubmitError::Ledger)
+    }
+}
+
+/// Why an append got no receipts.
+pub(crate) enum SubmitError {
+    /// The ledger refused or failed it (invalid steps, a conflict, the log's own errors).
+    Ledger(LedgerError),
+    /// Too many appends are in flight: nothing was written, retry.
+    Busy,
+}
+
+impl SubmitError {
+    /// The protocol's error kind and message.
+    pub(crate) fn kind_and_message(&self) -> (&'static str, String) {
+        match self {
+            SubmitError::Ledger(e) => (protocol::error_kind(e), e.to_string()),
+            SubmitError::Busy => (
+                "busy",
+                "the writer service is busy; nothing was written, retry".to_string(),
+            ),
+        }
+    }
 }
 
 async fn accept_loop(
     listener: UnixListener,
     ledger: Ledger,
-    jobs: crossbeam_channel::Sender<Job>,
-    stop: Arc<AtomicBool>,
+    appends: Appends,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
     max: usize,
 ) -> std::io::Result<()> {
     let listener = tokio::net::UnixListener::from_std(listener)?;
     let mut connections = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        match tokio::time::timeout(POLL, listener.accept()).await {
-            Err(_elapsed) => {}
-            Ok(Ok((stream, _))) => {
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped.wait_for(|s| *s) => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
                 let ledger = ledger.clone();
-                let jobs = jobs.clone();
-                let stop = stop.clone();
+                let appends = appends.clone();
+                let stopped = stopped.clone();
                 connections.push(tokio::spawn(async move {
-                    serve_connection(stream, &ledger, &jobs, &stop, max).await;
+                    serve_connection(stream, &ledger, &appends, stopped, max).await;
                 }));
                 connections.retain(|c| !c.is_finished());
             }
-            Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
-            Ok(Err(e)) => return Err(e),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            // Out of descriptors and the like: the listener itself is fine; try again shortly.
+            Err(_) => tokio::time::sleep(POLL).await,
         }
     }
     // Let the connections finish the requests in hand, within a bound.
@@ -376,281 +467,126 @@ async fn accept_loop(
     Ok(())
 }
 
-/// Reads exactly `buf.len()` bytes; `Ok(false)` when the peer closed before the first byte, or
-/// when `stop` is set while waiting for it. Each `read` is cancel-safe, so polling the stop
-/// flag between them loses nothing.
-async fn read_full(
-    stream: &mut tokio::net::UnixStream,
-    buf: &mut [u8],
-    stop: &AtomicBool,
-) -> std::io::Result<bool> {
-    use tokio::io::AsyncReadExt;
-    let mut got = 0;
-    while got < buf.len() {
-        let dst = buf.get_mut(got..).unwrap_or(&mut []);
-        match tokio::time::timeout(POLL, stream.read(dst)).await {
-            Err(_elapsed) => {
-                // Stopping: a request not fully received is abandoned (nothing of it was
-                // written), so a stalled client cannot hold the shutdown up.
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(false);
-                }
-            }
-            Ok(Ok(0)) if got == 0 => return Ok(false),
-            Ok(Ok(0)) => return Err(ErrorKind::UnexpectedEof.into()),
-            Ok(Ok(n)) => got += n,
-            Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
-            Ok(Err(e)) => return Err(e),
-        }
+/// What the next message on a connection is.
+enum Incoming {
+    /// A whole request body.
+    Message(Vec<u8>),
+    /// The peer closed the connection between messages.
+    Closed,
+    /// The prefix announced more than the limit.
+    TooLarge(usize),
+}
+
+/// Reads the next message. The body buffer grows with the bytes that actually arrive, so a
+/// prefix announcing a large body reserves nothing until the body comes.
+async fn next_message<R>(reader: &mut R, max: usize) -> std::io::Result<Incoming>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    if reader.fill_buf().await?.is_empty() {
+        return Ok(Incoming::Closed);
     }
-    Ok(true)
+    let mut prefix = [0u8; 4];
+    reader.read_exact(&mut prefix).await?;
+    let len = protocol::body_len(prefix);
+    if len > max {
+        return Ok(Incoming::TooLarge(len));
+    }
+    let mut body = Vec::with_capacity(len.min(64 << 10));
+    let wanted = u64::try_from(len).unwrap_or(u64::MAX);
+    (&mut *reader).take(wanted).read_to_end(&mut body).await?;
+    if body.len() < len {
+        return Err(ErrorKind::UnexpectedEof.into());
+    }
+    Ok(Incoming::Message(body))
 }
 
 async fn serve_connection(
     mut stream: tokio::net::UnixStream,
     ledger: &Ledger,
-    jobs: &crossbeam_channel::Sender<Job>,
-    stop: &AtomicBool,
+    appends: &Appends,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
     max: usize,
 ) {
     use tokio::io::AsyncWriteExt;
+    let (read, mut write) = stream.split();
+    let mut read = tokio::io::BufReader::with_capacity(64 << 10, read);
     loop {
-        let mut prefix = [0u8; 4];
-        match read_full(&mut stream, &mut prefix, stop).await {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return,
-        }
-        let len = protocol::body_len(prefix);
-        if len > max {
-            let refusal = protocol::error(
-                "too_large",
-                &format!("a request of {len} bytes is over the limit of {max}"),
-            );
-            let _ = stream.write_all(&protocol::encode(&refusal)).await;
-            return;
-        }
-        let mut body = vec![0u8; len];
-        if !matches!(read_full(&mut stream, &mut body, stop).await, Ok(true)) {
-            return;
-        }
-        let response = if stop.load(Ordering::Relaxed) {
-            protocol::error(
-                "shutting_down",
-                "the writer service is stopping; nothing was written",
-            )
-        } else {
-            match serde_json::from_slice::<Value>(&body) {
-                Err(e) => protocol::error("invalid_input", &format!("not a JSON object: {e}")),
-                Ok(request) => match prepare(&request, ledger) {
-                    Prepared::Done(response) => response,
-                    Prepared::Sync => {
-                        let ledger = ledger.clone();
-                        match tokio::task::spawn_blocking(move || ledger.sync()).await {
-                            Ok(Ok(())) => json!({"ok": true}),
-                            Ok(Err(e)) => protocol::ledger_error(&e),
-                            Err(_) => protocol::error("error", "the sync failed"),
-                        }
-                    }
-                    Prepared::Append(handle, requests, durability) => {
-                        let (reply, answer) = tokio::sync::oneshot::channel();
-                        let job = Job {
-                            handle,
-                            requests,
-                            durability,
-                            reply,
-                        };
-                        if let Err(e) = jobs.try_send(job) {
-                            // Never block a runtime thread on a full queue.
-                            match e {
-                                crossbeam_channel::TrySendError::Full(_) => protocol::error(
-                                    "busy",
-                                    "the writer service is busy; nothing was written, retry",
-                                ),
-                                crossbeam_channel::TrySendError::Disconnected(_) => {
-                                    protocol::error(
-                                        "shutting_down",
-                                        "the writer service is stopping",
-                                    )
-                                }
-                            }
-                        } else {
-                            answer.await.unwrap_or_else(|_| {
-                                protocol::error("shutting_down", "the writer service stopped")
-                            })
-                        }
-                    }
-                },
+        // Stopping: a request not fully received is abandoned (nothing of it was written),
+        // so a stalled client cannot hold the shutdown up.
+        let incoming = tokio::select! {
+            biased;
+            incoming = next_message(&mut read, max) => incoming,
+            _ = stopped.wait_for(|s| *s) => return,
+        };
+        let body = match incoming {
+            Ok(Incoming::Message(body)) => body,
+            Ok(Incoming::Closed) | Err(_) => return,
+            Ok(Incoming::TooLarge(len)) => {
+                let refusal = protocol::error(
+                    "too_large",
+                    &format!("a request of {len} bytes is over the limit of {max}"),
+                );
+                let _ = write.write_all(&protocol::encode(&refusal)).await;
+                return;
             }
         };
-        if stream
-            .write_all(&protocol::encode(&response))
-            .await
-            .is_err()
-        {
+        let response = if *stopped.borrow() {
+            protocol::encode(&protocol::error(
+                "shutting_down",
+                "the writer service is stopping; nothing was written",
+            ))
+        } else {
+            respond(&body, ledger, appends).await
+        };
+        if write.write_all(&response).await.is_err() {
             return;
         }
     }
 }
 
-/// The driver thread: takes every waiting append, submits them all to the pipelined appender
-/// (one channel message to the sequencer per transport batch), then answers each in order.
-fn drive(ledger: &Ledger, queue: &crossbeam_channel::Receiver<Job>) {
-    let Some(log) = ledger.log() else {
-        return;
+/// The encoded response to one request body.
+async fn respond(body: &[u8], ledger: &Ledger, appends: &Appends) -> Vec<u8> {
+    let request = match protocol::parse_request(body) {
+        Ok(r) => r,
+        Err(refusal) => return protocol::encode(&refusal.response()),
     };
-    let mut appender = log.appender();
-    while let Ok(first) = queue.recv() {
-        let mut waiting = vec![first];
-        while waiting.len() < 1024 {
-            match queue.try_recv() {
-                Ok(job) => waiting.push(job),
-                Err(_) => break,
-            }
-        }
-        let mut submitted = Vec::with_capacity(waiting.len());
-        for job in waiting {
-            let built = match job.handle.build(&job.requests) {
-                Ok(b) => b,
-                Err(e) => {
-                    let _ = job.reply.send(protocol::ledger_error(&e));
-                    continue;
-                }
-            };
-            let (built, records): (Vec<_>, Vec<_>) = built.into_iter().unzip();
-            match appender.submit_batch(records, job.durability) {
-                Ok(()) => submitted.push((job, built)),
-                Err(e) => {
-                    let _ = job.reply.send(protocol::ledger_error(&e.into()));
-                }
-            }
-        }
-        if let Err(e) = appender.send_pending() {
-            for (job, _) in submitted.drain(..) {
-                let _ = job
-                    .reply
-                    .send(protocol::ledger_error(&crate::ledger::LedgerError::Log(
-                        crate::Error::Poisoned {
-                            reason: e.to_string(),
-                        },
-                    )));
-            }
-        }
-        for (job, built) in submitted {
-            let response = match appender.next_receipts() {
-                Ok(receipts) => built
-                    .into_iter()
-                    .zip(receipts)
-                    .map(|(b, r)| b.receipt(&r).map(|r| protocol::receipt_json(&r)))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(|receipts| json!({"ok": true, "receipts": receipts}))
-                    .unwrap_or_else(|e| protocol::ledger_error(&e)),
-                Err(crate::Error::Rejected { reason })
-                    if reason.starts_with(crate::ledger::admission::DUPLICATE) =>
-                {
-                    match job.handle.resolve_retry(&job.requests, &built) {
-                        Ok(receipts) => json!({
-                            "ok": true,
-                            "receipts": receipts.iter().map(protocol::receipt_json).collect::<Vec<_>>(),
-                        }),
-                        Err(e) => protocol::ledger_error(&e),
-                    }
-                }
-                Err(crate::Error::Rejected { reason }) => {
-                    protocol::ledger_error(&crate::ledger::LedgerError::Conflict { reason })
-                }
-                Err(e) => protocol::ledger_error(&e.into()),
-            };
-            let _ = job.reply.send(response);
-        }
-    }
-}
-
-/// What a request needs: an answer now, an append for the driver thread, or a sync.
-enum Prepared {
-    Done(Value),
-    Sync,
-    Append(Ledger, Vec<StepRequest>, Durability),
-}
-
-/// Checks a request and answers it, or turns an append into work for the driver thread.
-fn prepare(request: &Value, ledger: &Ledger) -> Prepared {
-    if request.get("v").and_then(Value::as_u64) != Some(VERSION) {
-        return Prepared::Done(protocol::error(
-            "unsupported_version",
-            &format!("this service speaks protocol version {VERSION}"),
-        ));
-    }
-    let tenant = match request.get("tenant") {
-        None => "default",
-        Some(Value::String(t)) => t.as_str(),
-        Some(_) => {
-            return Prepared::Done(protocol::error("invalid_input", "tenant must be a string"))
-        }
-    };
-    match request.get("op").and_then(Value::as_str) {
-        Some("sync") => Prepared::Sync,
-        Some("ping") => Prepared::Done(json!({
+    match request {
+        Request::Ping => protocol::encode(&json!({
             "ok": true,
             "protocol": VERSION,
             "pid": std::process::id(),
             "log": ledger.dir().display().to_string(),
         })),
-        Some("append") => match append_request(request, ledger, tenant) {
-            Ok((handle, requests, durability)) => Prepared::Append(handle, requests, durability),
-            Err(refusal) => Prepared::Done(refusal),
-        },
-        Some(other) => Prepared::Done(protocol::error(
-            "invalid_input",
-            &format!("unknown op '{other}'"),
-        )),
-        None => Prepared::Done(protocol::error("invalid_input", "a request names its op")),
-    }
-}
-
-/// The handle, steps and durability of an append request, or the refusal to send.
-fn append_request(
-    request: &Value,
-    ledger: &Ledger,
-    tenant: &str,
-) -> Result<(Ledger, Vec<StepRequest>, Durability), Value> {
-    let handle = ledger
-        .with_tenant(tenant)
-        .map_err(|e| protocol::ledger_error(&e))?;
-    let durability = match request.get("durability").and_then(Value::as_str) {
-        None | Some("sync") => Durability::Sync,
-        Some("buffered") => Durability::Buffered,
-        Some(other) => {
-            return Err(protocol::error(
-                "invalid_input",
-                &format!("durability '{other}' is not sync or buffered"),
-            ))
+        Request::Sync => {
+            let ledger = ledger.clone();
+            protocol::encode(
+                &match tokio::task::spawn_blocking(move || ledger.sync()).await {
+                    Ok(Ok(())) => json!({"ok": true}),
+                    Ok(Err(e)) => protocol::ledger_error(&e),
+                    Err(_) => protocol::error("error", "the sync failed"),
+                },
+            )
         }
-    };
-    let Some(lines) = request.get("lines").and_then(Value::as_array) else {
-        return Err(protocol::error(
-            "invalid_input",
-            "an append carries 'lines', an array",
-        ));
-    };
-    let mut steps = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
-        let Some(text) = line.as_str() else {
-            return Err(protocol::error(
-                "invalid_input",
-                &format!("line {}: not a string", i + 1),
-            ));
-        };
-        match StepRequest::from_json(text) {
-            Ok(step) => steps.push(step),
-            Err(e) => {
-                return Err(protocol::error(
-                    "invalid_input",
-                    &format!("line {}: {e}", i + 1),
-                ))
+        Request::Append {
+            tenant,
+            durability,
+            steps,
+        } => {
+            let handle = match ledger.with_tenant(&tenant) {
+                Ok(h) => h,
+                Err(e) => return protocol::encode(&protocol::ledger_error(&e)),
+            };
+            match appends.append(handle, steps, durability).await {
+                Ok(receipts) => protocol::encode(&protocol::AppendResponse(&receipts)),
+                Err(e) => {
+                    let (kind, message) = e.kind_and_message();
+                    protocol::encode(&protocol::error(kind, &message))
+                }
             }
         }
     }
-    Ok((handle, steps, durability))
 }
 
 /// The socket a service for `dir` listens on by default.
