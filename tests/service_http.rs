@@ -1,6 +1,6 @@
 //! The writer service's HTTP API (issue 4) through a real HTTP client: every endpoint, atomic
 //! NDJSON batches, API keys (401 without or with an unknown key, 403 for a role, 404 for another
-//! tenant's run, admin naming a tenant), the body limit (413), and `/metrics` in the
+//! tenant's run, admin naming a tenant), the body limit (413, a JSON error), and `/metrics` in the
 //! Prometheus text format. Nothing refused is written.
 
 use std::sync::atomic::Ordering;
@@ -253,18 +253,34 @@ fn a_body_over_the_limit_is_413_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let svc = start(dir.path(), "", 4096);
     let big = step("n").replace("\"t\"", &format!("\"{}\"", "x".repeat(8192)));
-    let post = |base: &str, content_type: &str, key: Option<&str>, body: &str| {
+    let post_full = |base: &str, content_type: &str, key: Option<&str>, body: &str| {
         let mut req =
             ureq::post(&format!("{base}/v1/runs/r/steps")).set("Content-Type", content_type);
         if let Some(k) = key {
             req = req.set("X-API-Key", k);
         }
-        call(req, Some(body)).0
+        call(req, Some(body))
     };
-    assert_eq!(post(&svc.base, "application/json", None, &big), 413);
+    let post = |base: &str, content_type: &str, key: Option<&str>, body: &str| {
+        post_full(base, content_type, key, body).0
+    };
+    let (code, body) = post_full(&svc.base, "application/json", None, &big);
+    assert_eq!(code, 413);
+    assert_eq!(
+        json_of(&body)["error"]["kind"],
+        "too_large",
+        "a JSON error: {body}"
+    );
     assert_eq!(post(&svc.base, "text/plain", None, &step("n")), 415);
     let (code, _) = call(ureq::get(&format!("{}/v1/runs/r", svc.base)), None);
     assert_eq!(code, 404, "nothing was written");
+    let (code, body) = call(ureq::get(&format!("{}/no/such/route", svc.base)), None);
+    assert_eq!(code, 404);
+    assert_eq!(
+        json_of(&body)["error"]["kind"],
+        "not_found",
+        "a JSON error: {body}"
+    );
 
     let keyed_dir = tempfile::tempdir().unwrap();
     let keyed = start(keyed_dir.path(), KEYS, 4096);

@@ -68,12 +68,9 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<u8> {
             )?;
             if let Some(addr) = &http {
                 if keys.is_empty() {
-                    writeln!(
-                        out,
-                        "HTTP API on http://{addr} (no API keys: loopback only)"
-                    )?;
+                    writeln!(out, "HTTP API on {addr} (no API keys: loopback only)")?;
                 } else {
-                    writeln!(out, "HTTP API on http://{addr} (API keys required)")?;
+                    writeln!(out, "HTTP API on {addr} (API keys required)")?;
                 }
             }
         }

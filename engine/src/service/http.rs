@@ -307,7 +307,40 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::map_response(json_rejections))
         .with_state(state)
+}
+
+/// Refusals made by the framework before a handler runs (a body over the limit, an unknown
+/// route, a wrong method, a malformed path) come as plain text; every error of the API is
+/// `{"error": {"kind", "message"}}`, so they are rewritten in that shape.
+async fn json_rejections(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let kind = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "invalid_input",
+        s if s.is_client_error() => "invalid_input",
+        _ => "error",
+    };
+    let text = axum::body::to_bytes(response.into_body(), 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    error_response(status, kind, &message)
 }
 
 fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {

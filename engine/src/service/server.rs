@@ -148,15 +148,31 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// Removes `serve.json` and the socket when dropped: a service that stops, fails to start its
+/// runtime, or is dropped without running leaves neither behind.
+#[derive(Debug)]
+struct Cleanup {
+    info: PathBuf,
+    socket: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.info);
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
 /// A running writer service.
 #[derive(Debug)]
 pub struct Server {
+    // Dropped first (fields drop in order), so the files go before the writer lock does.
+    cleanup: Cleanup,
     ledger: Ledger,
     listener: UnixListener,
     http: Option<HttpListener>,
     options: ServerOptions,
     stop: Arc<AtomicBool>,
-    dir: PathBuf,
 }
 
 impl Server {
@@ -231,12 +247,15 @@ impl Server {
         };
         info.write(&dir)?;
         Ok(Server {
+            cleanup: Cleanup {
+                info: dir.join(INFO_FILE),
+                socket: options.socket.clone(),
+            },
             ledger,
             listener,
             http,
             options,
             stop: Arc::new(AtomicBool::new(false)),
-            dir,
         })
     }
 
@@ -253,19 +272,26 @@ impl Server {
     /// and no request holds a thread while it waits.
     pub fn run(self) -> std::io::Result<()> {
         let Server {
+            cleanup,
             ledger,
             listener,
             http,
             options,
             stop,
-            dir,
         } = self;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("meshflow-serve")
             .enable_io()
             .enable_time()
-            .build()?;
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                drop(cleanup);
+                return Err(e);
+            }
+        };
         let appends = Appends::new();
         // Held until serve.json and the socket are gone, so that the writer lock is released
         // only after them: a successor cannot lose its own files to this cleanup.
@@ -324,8 +350,7 @@ impl Server {
             socket
         });
         runtime.shutdown_timeout(Duration::from_secs(5));
-        let _ = std::fs::remove_file(dir.join(INFO_FILE));
-        let _ = std::fs::remove_file(&options.socket);
+        drop(cleanup);
         drop(keep);
         served
     }
