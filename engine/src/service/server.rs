@@ -268,8 +268,8 @@ impl Server {
     /// the ledger and removes `serve.json` and the socket.
     ///
     /// Connections are tasks on a two-thread tokio runtime; their appends go straight to the
-    /// log's sequencer (see [`Appends`]), so requests from all connections share group commits
-    /// and no request holds a thread while it waits.
+    /// log's sequencer (`Log::append_batch_then`), so requests from all connections share
+    /// group commits and no request holds a thread while it waits.
     pub fn run(self) -> std::io::Result<()> {
         let Server {
             cleanup,
