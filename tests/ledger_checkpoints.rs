@@ -142,14 +142,15 @@ fn a_checkpoint_from_another_log_or_other_logic_is_refused() {
     // Another view logic version (CRC recomputed, as a build with other logic would write).
     let file = b.path().join(DIR).join(&name);
     let mut bytes = std::fs::read(&file).unwrap();
-    bytes[12..16].copy_from_slice(&2u32.to_le_bytes());
+    let other = meshflow_engine::ledger::checkpoint::VIEW_LOGIC_VERSION + 1;
+    bytes[12..16].copy_from_slice(&other.to_le_bytes());
     let n = bytes.len() - 4;
     let crc = crc32c::crc32c(&bytes[..n]);
     bytes[n..].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&file, bytes).unwrap();
     let reader = Ledger::open_read_only(b.path(), LogOptions::default(), "default").unwrap();
     assert!(
-        reader.load_report().rejected[0].contains("view logic version 2"),
+        reader.load_report().rejected[0].contains(&format!("view logic version {other}")),
         "{:?}",
         reader.load_report()
     );

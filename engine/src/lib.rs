@@ -40,6 +40,7 @@
 pub mod bench;
 pub mod error;
 pub mod format;
+pub mod governance;
 pub mod ledger;
 pub mod log;
 pub mod service;

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::log::{Admission, AdmitDecision, Admitted, Candidate};
 
 use super::step::{self, KIND_STEP};
+use crate::governance::{Event, Family};
 
 /// Prefix of the rejection reason for a step id already in the log; the ledger then checks
 /// whether the batch is an identical retry.
@@ -61,6 +62,9 @@ pub struct WriterState {
     pub runs: HashMap<Vec<u8>, RunHead>,
     /// Offset of every step, by [`step_key`].
     pub steps: HashMap<StepKey, u64, StepKeyHasher>,
+    /// Every governance view, as of the last admitted record: new governance events are
+    /// checked against it (unique names, existing rules, tenant status).
+    pub governance: crate::governance::GovState,
 }
 
 /// Hashes a [`StepKey`] by taking its first 8 bytes: the key is already a truncated SHA-256,
@@ -134,9 +138,37 @@ impl Admission for LedgerAdmission {
         arena.clear();
         pending.clear();
         let mut admitted = Vec::with_capacity(batch.len());
+        // At most one governance event a batch, checked against the state before the batch.
+        let mut governance: Option<(u64, String, Event)> = None;
         for (i, candidate) in batch.iter().enumerate() {
             let offset = first_offset + i as u64;
             let frame = &candidate.frame;
+            if let Some(family) = Family::of_kind(frame.kind()) {
+                if governance.is_some() {
+                    return AdmitDecision::Reject(
+                        "a batch carries at most one governance event".to_string(),
+                    );
+                }
+                let event = match Event::decode(family, frame.payload()) {
+                    Ok(e) => e,
+                    Err(why) => {
+                        return AdmitDecision::Reject(format!(
+                            "an invalid {} event: {why}",
+                            family.name()
+                        ))
+                    }
+                };
+                let tenant = String::from_utf8_lossy(frame.tenant()).into_owned();
+                if let Err(why) = state.governance.check(&tenant, &event) {
+                    return AdmitDecision::Reject(why);
+                }
+                governance = Some((offset, tenant, event));
+                admitted.push(Admitted {
+                    index: 0,
+                    hash: [0; 32],
+                });
+                continue;
+            }
             if frame.kind() != KIND_STEP {
                 admitted.push(Admitted {
                     index: 0,
@@ -193,6 +225,10 @@ impl Admission for LedgerAdmission {
                 },
                 offset,
             });
+        }
+        if let Some((offset, tenant, event)) = governance {
+            // Checked above against the same state: applying cannot be refused.
+            let _ = state.governance.apply(&tenant, &event, offset);
         }
         for p in pending.iter() {
             state.steps.insert(p.key, p.offset);

@@ -21,21 +21,23 @@
 //! State bytes: `u64 run_count`, then per run in key order (tenant, 0, run id): `u8 tenant_len ‖
 //! tenant ‖ u32 run_id_len ‖ run_id ‖ u64 last_offset ‖ u64 step_count`, then per step
 //! `u64 offset ‖ u64 segment_base ‖ u32 position ‖ u32 frame_len ‖ [32] entry_hash ‖
-//! [16] step_key`.
+//! [16] step_key`; then (logic version 2) `u64 event_count` and per governance event, in
+//! offset order, `u64 offset ‖ u64 segment_base ‖ u32 position ‖ u32 frame_len`.
 //!
 //! After writing a checkpoint the writer appends a checkpoint-digest event (kind
 //! [`KIND_CHECKPOINT_DIGEST`], tenant `_system`) carrying the same offset, hash and digest, so
 //! state digests are chained into the log; a checkpoint whose digest differs from the event for
 //! its offset is refused.
 
-use super::runs::{RunState, RunsView, StepLoc};
+use super::runs::{EventLoc, RunState, RunsView, StepLoc};
 
 /// Magic at the start of a checkpoint file.
 pub const MAGIC: [u8; 8] = *b"MESHCKPT";
 /// Checkpoint file format version.
 pub const FILE_VERSION: u32 = 1;
-/// Version of the runs view's logic: a checkpoint from other logic is rebuilt.
-pub const VIEW_LOGIC_VERSION: u32 = 1;
+/// Version of the runs view's logic: a checkpoint from other logic is rebuilt. Version 2 adds
+/// the index of governance events.
+pub const VIEW_LOGIC_VERSION: u32 = 2;
 /// Name of the runs view in checkpoints and digest events.
 pub const VIEW_NAME: &str = "runs";
 /// Record kind of a checkpoint-digest event (not critical: readers may skip it).
@@ -47,6 +49,7 @@ pub const DIR: &str = "checkpoints";
 
 const HEADER_BYTES: usize = 8 + 4 + 4 + 16 + 8 + 32 + 32 + 8;
 const STEP_BYTES: usize = 8 + 8 + 8 + 32 + 16;
+const EVENT_BYTES: usize = 8 + 8 + 4 + 4;
 
 /// What a checkpoint is bound to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +113,13 @@ pub fn encode_state(view: &RunsView) -> Vec<u8> {
             out.extend_from_slice(&s.entry_hash);
             out.extend_from_slice(&s.step_key);
         }
+    }
+    out.extend_from_slice(&(view.events.len() as u64).to_le_bytes());
+    for e in &view.events {
+        out.extend_from_slice(&e.offset.to_le_bytes());
+        out.extend_from_slice(&e.segment_base.to_le_bytes());
+        out.extend_from_slice(&e.position.to_le_bytes());
+        out.extend_from_slice(&e.frame_len.to_le_bytes());
     }
     out
 }
@@ -278,6 +288,24 @@ fn decode_state(state: &[u8], next_offset: u64) -> Result<RunsView, String> {
                 last_offset,
             },
         );
+    }
+    let events = usize::try_from(r.u64()?).map_err(|_| "event count")?;
+    if events > state.len() / EVENT_BYTES {
+        return Err("event count larger than the state".to_string());
+    }
+    view.events.reserve(events);
+    for _ in 0..events {
+        let loc = EventLoc {
+            offset: r.u64()?,
+            segment_base: r.u64()?,
+            position: r.u32()?,
+            frame_len: r.u32()?,
+        };
+        if loc.offset >= next_offset || view.events.last().is_some_and(|p| p.offset >= loc.offset)
+        {
+            return Err("event offsets out of order".to_string());
+        }
+        view.events.push(loc);
     }
     if r.pos != state.len() {
         return Err("trailing state bytes".to_string());

@@ -21,6 +21,7 @@ pub mod runs;
 pub mod step;
 pub mod time;
 
+use crate::governance::{Event, Family, GovState};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -110,6 +111,8 @@ struct Inner {
     reader: LogReader,
     dir: PathBuf,
     view: Mutex<RunsView>,
+    /// The governance views as of the runs view's durable end (readers' copy).
+    governance: Mutex<GovState>,
     writer: Option<Arc<Mutex<WriterState>>>,
     load_report: LoadReport,
     /// Offset of the newest checkpoint this handle knows of.
@@ -230,13 +233,18 @@ impl Ledger {
         let reader = log.reader();
         let (view, load_report) = load_view(dir, &reader)?;
         let last_checkpoint = load_report.checkpoint_offset.unwrap_or(0);
-        let writer = Arc::new(Mutex::new(view.writer_state()));
+        let mut governance = GovState::default();
+        governance.catch_up(&reader, &reader.snapshot()?, &view.events, view.next_offset)?;
+        let mut writer_state = view.writer_state();
+        writer_state.governance = governance.clone();
+        let writer = Arc::new(Mutex::new(writer_state));
         log.set_admission(Box::new(LedgerAdmission::new(writer.clone())))?;
         let inner = Inner {
             log: Some(log),
             reader,
             dir: dir.to_path_buf(),
             view: Mutex::new(view),
+            governance: Mutex::new(governance),
             writer: Some(writer),
             load_report,
             last_checkpoint: Mutex::new(last_checkpoint),
@@ -265,6 +273,7 @@ impl Ledger {
             reader,
             dir: dir.to_path_buf(),
             view: Mutex::new(view),
+            governance: Mutex::new(GovState::default()),
             writer: None,
             load_report,
             last_checkpoint: Mutex::new(0),
@@ -566,6 +575,57 @@ impl Ledger {
             }
         }
         Ok(view)
+    }
+
+    /// Runs `f` on the governance views as of the log's durable end.
+    pub fn with_governance<T>(&self, f: impl FnOnce(&GovState) -> T) -> Result<T, LedgerError> {
+        let view = self.refresh()?;
+        let mut governance = self
+            .inner
+            .governance
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let snapshot = self.inner.reader.snapshot()?;
+        governance.catch_up(&self.inner.reader, &snapshot, &view.events, view.next_offset)?;
+        drop(view);
+        Ok(f(&governance))
+    }
+
+    /// The governance views as they were just before record `offset` ("the policy rules as
+    /// of offset N"): rebuilt from the events below it. An offset past the durable end is
+    /// [`LedgerError::Invalid`].
+    pub fn governance_at(&self, offset: u64) -> Result<GovState, LedgerError> {
+        let view = self.refresh()?;
+        if offset > view.next_offset {
+            return Err(LedgerError::Invalid {
+                reason: format!(
+                    "offset {offset} is past the log's durable end ({})",
+                    view.next_offset
+                ),
+            });
+        }
+        let mut state = GovState::default();
+        let snapshot = self.inner.reader.snapshot()?;
+        state.catch_up(&self.inner.reader, &snapshot, &view.events, offset)?;
+        Ok(state)
+    }
+
+    /// Appends one governance event, durable on return, and returns its offset. Tenant
+    /// registry events go to the `_system` tenant; others to this handle's tenant. The
+    /// sequencer checks it against the views first: a refusal is [`LedgerError::Conflict`]
+    /// and writes nothing.
+    pub fn append_event(&self, event: &Event) -> Result<u64, LedgerError> {
+        let log = self.inner.log.as_ref().ok_or(LedgerError::ReadOnly)?;
+        let tenant = match event.family {
+            Family::Tenant => crate::governance::SYSTEM_TENANT,
+            _ => self.tenant.as_str(),
+        };
+        let record = RecordInput::new(event.family.kind(), tenant, event.encode());
+        match log.append(record, Durability::Sync) {
+            Ok(receipt) => Ok(receipt.offset),
+            Err(Error::Rejected { reason }) => Err(LedgerError::Conflict { reason }),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Takes a checkpoint of the runs view now (if it moved since the last one) and appends

@@ -29,6 +29,20 @@ pub struct StepLoc {
     pub step_key: StepKey,
 }
 
+/// Where one governance event lives (`crate::governance`): the runs view is also the index
+/// the governance views are rebuilt from, so a reopen reads those events and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLoc {
+    /// Its log offset.
+    pub offset: u64,
+    /// Base offset of the segment holding it.
+    pub segment_base: u64,
+    /// Byte position of its frame in that segment.
+    pub position: u32,
+    /// Length of its frame in bytes.
+    pub frame_len: u32,
+}
+
 /// One run in the view.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunState {
@@ -49,6 +63,8 @@ pub struct RunsView {
     pub next_offset: u64,
     /// Runs by [`run_key`].
     pub runs: HashMap<Vec<u8>, RunState>,
+    /// Every governance event, in offset order.
+    pub events: Vec<EventLoc>,
     /// The checkpoint the state was loaded from, if any: its digest event in the log must agree.
     pub loaded_from: Option<Binding>,
     /// Set when the log's digest event for `loaded_from` disagrees with it.
@@ -83,6 +99,24 @@ impl RunsView {
             return Ok(());
         }
         if view.kind() != KIND_STEP {
+            if crate::governance::Family::of_kind(view.kind()).is_some() {
+                let damaged = |why: &str| {
+                    Error::corrupt(
+                        crate::format::segment_header::segment_file_name(record.segment_base()),
+                        record.position(),
+                        Some(offset),
+                        why.to_string(),
+                    )
+                };
+                self.events.push(EventLoc {
+                    offset,
+                    segment_base: record.segment_base(),
+                    position: u32::try_from(record.position())
+                        .map_err(|_| damaged("frame position beyond 4 GiB"))?,
+                    frame_len: u32::try_from(view.frame_len())
+                        .map_err(|_| damaged("frame longer than 4 GiB"))?,
+                });
+            }
             self.next_offset = offset + 1;
             self.data_end = offset + 1;
             return Ok(());

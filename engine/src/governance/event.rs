@@ -1,0 +1,196 @@
+//! Governance events as log records (`docs/governance-events.md`): one record kind per view,
+//! critical (a reader that does not know a kind must not skip it), and a payload of one
+//! version byte followed by one JSON object `{"op": OP, ...}`. Pure: bytes in, values out.
+
+use serde_json::{Map, Value};
+
+/// The version byte every governance payload starts with.
+pub const EVENT_VERSION: u8 = 1;
+
+/// The views whose events live in the log, with their record kinds (`0x8200 | id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    /// Policy rules and decisions.
+    Policy,
+    /// The tenant registry (events under the `_system` tenant).
+    Tenant,
+}
+
+impl Family {
+    /// Every family, in kind order.
+    pub const ALL: [Family; 2] = [Family::Policy, Family::Tenant];
+
+    /// The record kind of this family's events.
+    pub fn kind(self) -> u16 {
+        match self {
+            Family::Policy => 0x8201,
+            Family::Tenant => 0x8204,
+        }
+    }
+
+    /// The family of a record kind, if it is a governance kind.
+    pub fn of_kind(kind: u16) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.kind() == kind)
+    }
+
+    /// The family's name (`policy`, `tenant`), as in the protocol and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Policy => "policy",
+            Family::Tenant => "tenant",
+        }
+    }
+
+    /// The family named `name`.
+    pub fn from_name(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// A governance event: its family, and its JSON object (with `op`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Which view it belongs to.
+    pub family: Family,
+    /// The event's fields, `op` included.
+    pub body: Map<String, Value>,
+}
+
+impl Event {
+    /// The event's operation.
+    pub fn op(&self) -> &str {
+        self.body.get("op").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// The record payload: the version byte, then the JSON object.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![EVENT_VERSION];
+        // A map of JSON values always serialises.
+        out.extend_from_slice(
+            serde_json::to_string(&self.body)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        out
+    }
+
+    /// Decodes a payload of `family`'s kind.
+    pub fn decode(family: Family, payload: &[u8]) -> Result<Event, String> {
+        let (&version, json) = payload
+            .split_first()
+            .ok_or_else(|| "an empty governance payload".to_string())?;
+        if version != EVENT_VERSION {
+            return Err(format!(
+                "governance event version {version} (this engine reads {EVENT_VERSION})"
+            ));
+        }
+        let body: Map<String, Value> = serde_json::from_slice(json)
+            .map_err(|e| format!("a governance payload that is not a JSON object: {e}"))?;
+        if !body.get("op").is_some_and(Value::is_string) {
+            return Err("a governance event without an op".to_string());
+        }
+        Ok(Event { family, body })
+    }
+}
+
+/// Field access with typed errors, for the views' event readers.
+pub(crate) struct Fields<'a>(pub(crate) &'a Map<String, Value>);
+
+impl<'a> Fields<'a> {
+    pub(crate) fn str(&self, key: &str) -> Result<&'a str, String> {
+        self.0
+            .get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("'{key}' must be a string"))
+    }
+
+    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<&'a str>, String> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("'{key}' must be a string")),
+        }
+    }
+
+    pub(crate) fn f64(&self, key: &str) -> Result<f64, String> {
+        self.0
+            .get(key)
+            .and_then(Value::as_f64)
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| format!("'{key}' must be a finite number"))
+    }
+
+    pub(crate) fn i64(&self, key: &str) -> Result<i64, String> {
+        self.0
+            .get(key)
+            .and_then(Value::as_i64)
+            .ok_or_else(|| format!("'{key}' must be an integer"))
+    }
+
+    pub(crate) fn bool(&self, key: &str) -> Result<bool, String> {
+        self.0
+            .get(key)
+            .and_then(Value::as_bool)
+            .ok_or_else(|| format!("'{key}' must be true or false"))
+    }
+
+    pub(crate) fn value(&self, key: &str) -> Option<&'a Value> {
+        self.0.get(key)
+    }
+}
+
+/// Checks an identifier or name: 1–128 bytes of UTF-8 without control characters (SPEC §4).
+pub(crate) fn check_name(what: &str, text: &str) -> Result<(), String> {
+    if text.is_empty() || text.len() > 128 {
+        return Err(format!("{what} must be 1–128 bytes (got {})", text.len()));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(format!("{what} must not contain control characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_and_carry_their_version() {
+        // Proves the payload layout: one version byte, then the JSON object, decoded back.
+        let mut body = Map::new();
+        body.insert("op".into(), Value::from("add"));
+        body.insert("name".into(), Value::from("r"));
+        let event = Event {
+            family: Family::Policy,
+            body,
+        };
+        let bytes = event.encode();
+        assert_eq!(bytes[0], EVENT_VERSION);
+        assert_eq!(&bytes[1..], br#"{"op":"add","name":"r"}"#);
+        assert_eq!(Event::decode(Family::Policy, &bytes).unwrap(), event);
+    }
+
+    #[test]
+    fn malformed_payloads_are_errors() {
+        // Proves an unknown version, non-JSON and a missing op are refused with a reason.
+        assert!(Event::decode(Family::Policy, b"").is_err());
+        assert!(Event::decode(Family::Policy, b"\x02{\"op\":\"add\"}")
+            .unwrap_err()
+            .contains("version 2"));
+        assert!(Event::decode(Family::Policy, b"\x01[1]").is_err());
+        assert!(Event::decode(Family::Policy, b"\x01{\"name\":1}")
+            .unwrap_err()
+            .contains("op"));
+    }
+
+    #[test]
+    fn kinds_are_critical_and_map_back_to_their_family() {
+        // Proves every family's kind has the critical bit and is found again from the kind.
+        for f in Family::ALL {
+            assert_eq!(f.kind() & 0x8000, 0x8000);
+            assert_eq!(Family::of_kind(f.kind()), Some(f));
+            assert_eq!(Family::from_name(f.name()), Some(f));
+        }
+        assert_eq!(Family::of_kind(0x8100), None);
+    }
+}

@@ -1,0 +1,142 @@
+//! Governance views as projections of the log (SPEC §6; `docs/governance-events.md`).
+//!
+//! Every governance store of the reference is a family of events in the log (one critical
+//! record kind per family) and a view built from them: [`GovState`] holds every view of one
+//! log, partitioned by tenant, and changes only by applying events in offset order, so its
+//! state depends on the events alone ("now" is a query argument).
+//!
+//! The same state is kept twice in a writing process: the sequencer's copy, which checks each
+//! new event (unique names, existing rules, tenant status) in offset order before it gets an
+//! offset (a refused event uses no offset), and the readers' copy, which applies only durable
+//! events. Neither scans the log: the runs view indexes every governance event (its
+//! checkpoint carries the index), and a view is rebuilt by reading just those records.
+//!
+//! Families so far: `policy` ([`policy`]) and `tenant` ([`tenant`]).
+
+pub mod event;
+pub mod policy;
+pub mod tenant;
+
+use std::collections::BTreeMap;
+
+pub use event::{Event, Family};
+
+use crate::ledger::runs::EventLoc;
+use crate::log::{LogReader, Record, Snapshot};
+use crate::Error;
+use policy::PolicyState;
+use tenant::TenantRegistry;
+
+/// The tenant that owns log-wide registries (the tenant registry).
+pub const SYSTEM_TENANT: &str = "_system";
+
+static EMPTY_POLICY: std::sync::LazyLock<PolicyState> =
+    std::sync::LazyLock::new(PolicyState::default);
+
+/// Every governance view of one log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GovState {
+    policy: BTreeMap<String, PolicyState>,
+    tenants: TenantRegistry,
+    /// How many indexed events (of the runs view's list) are applied.
+    applied: usize,
+    /// The state covers every record below this offset.
+    next_offset: u64,
+}
+
+impl GovState {
+    /// One tenant's policy view.
+    pub fn policy(&self, tenant: &str) -> &PolicyState {
+        self.policy.get(tenant).unwrap_or(&EMPTY_POLICY)
+    }
+
+    /// The tenant registry.
+    pub fn tenants(&self) -> &TenantRegistry {
+        &self.tenants
+    }
+
+    /// The state covers every record below this offset.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// Checks `event`, appended by `tenant`, against the state: `Err` is the refusal.
+    pub fn check(&self, tenant: &str, event: &Event) -> Result<(), String> {
+        match event.family {
+            Family::Policy => self.policy(tenant).check(event),
+            Family::Tenant => {
+                if tenant != SYSTEM_TENANT {
+                    return Err(format!(
+                        "tenant registry events belong to '{SYSTEM_TENANT}', not '{tenant}'"
+                    ));
+                }
+                self.tenants.check(event)
+            }
+        }
+    }
+
+    /// Applies `event` of `tenant` at `offset` (checked again; a refusal changes nothing).
+    pub fn apply(&mut self, tenant: &str, event: &Event, offset: u64) -> Result<(), String> {
+        self.check(tenant, event)?;
+        match event.family {
+            Family::Policy => self
+                .policy
+                .entry(tenant.to_string())
+                .or_default()
+                .apply(event, offset)?,
+            Family::Tenant => self.tenants.apply(event, offset)?,
+        }
+        self.next_offset = self.next_offset.max(offset + 1);
+        Ok(())
+    }
+
+    /// Applies one governance record read from the log. A record the view cannot apply was
+    /// admitted by an engine with other rules, or damaged: an error naming where it is.
+    pub fn apply_record(&mut self, record: &Record) -> Result<(), Error> {
+        let view = record.view();
+        let Some(family) = Family::of_kind(view.kind()) else {
+            return Ok(());
+        };
+        let offset = view.offset();
+        let located = |why: String| {
+            Error::corrupt(
+                crate::format::segment_header::segment_file_name(record.segment_base()),
+                record.position(),
+                Some(offset),
+                why,
+            )
+        };
+        let tenant = std::str::from_utf8(view.tenant())
+            .map_err(|_| located("a governance event whose tenant is not UTF-8".to_string()))?;
+        let event = Event::decode(family, view.payload()).map_err(&located)?;
+        self.apply(tenant, &event, offset)
+            .map_err(|why| located(format!("a {} event that does not apply: {why}", family.name())))
+    }
+
+    /// Applies the indexed events not applied yet (those below `end` only), reading each
+    /// from the log; then the state covers every record below `end`.
+    pub fn catch_up(
+        &mut self,
+        reader: &LogReader,
+        snapshot: &Snapshot,
+        events: &[EventLoc],
+        end: u64,
+    ) -> Result<(), Error> {
+        for loc in events.iter().skip(self.applied) {
+            if loc.offset >= end {
+                break;
+            }
+            let record = reader.read_at_len(
+                snapshot,
+                loc.segment_base,
+                u64::from(loc.position),
+                loc.offset,
+                Some(loc.frame_len),
+            )?;
+            self.apply_record(&record)?;
+            self.applied += 1;
+        }
+        self.next_offset = self.next_offset.max(end);
+        Ok(())
+    }
+}
