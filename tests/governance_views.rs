@@ -46,29 +46,59 @@ fn policy_and_tenant_events_persist_and_names_are_checked_on_the_sequencer() {
             op: Op::Gt,
             value: json!(100),
         };
-        ledger.append_event(&rule("deny-big", "deny", 10, &[gt])).unwrap();
-        ledger.append_event(&rule("allow-all", "allow", 0, &[])).unwrap();
-        let before = ledger.log().unwrap().reader().snapshot().unwrap().head.next_offset;
+        ledger
+            .append_event(&rule("deny-big", "deny", 10, &[gt]))
+            .unwrap();
+        ledger
+            .append_event(&rule("allow-all", "allow", 0, &[]))
+            .unwrap();
+        let before = ledger
+            .log()
+            .unwrap()
+            .reader()
+            .snapshot()
+            .unwrap()
+            .head
+            .next_offset;
         let again = ledger.append_event(&rule("deny-big", "allow", 1, &[]));
-        assert!(matches!(again, Err(LedgerError::Conflict { .. })), "{again:?}");
-        let after = ledger.log().unwrap().reader().snapshot().unwrap().head.next_offset;
+        assert!(
+            matches!(again, Err(LedgerError::Conflict { .. })),
+            "{again:?}"
+        );
+        let after = ledger
+            .log()
+            .unwrap()
+            .reader()
+            .snapshot()
+            .unwrap()
+            .head
+            .next_offset;
         assert_eq!(before, after, "a refused event uses no offset");
         let created =
             tenant::events::create("acme", "Acme Corp", "acme", "pro", Map::new(), 1.0).unwrap();
         ledger.append_event(&created).unwrap();
-        let dup = tenant::events::create("acme-2", "Other", "acme", "free", Map::new(), 2.0)
-            .unwrap();
-        assert!(matches!(ledger.append_event(&dup), Err(LedgerError::Conflict { .. })));
+        let dup =
+            tenant::events::create("acme-2", "Other", "acme", "free", Map::new(), 2.0).unwrap();
+        assert!(matches!(
+            ledger.append_event(&dup),
+            Err(LedgerError::Conflict { .. })
+        ));
     }
     let reader = Ledger::open_read_only(dir.path(), LogOptions::default(), "acme").unwrap();
-    reader.verify_all().expect("the log with governance events verifies");
+    reader
+        .verify_all()
+        .expect("the log with governance events verifies");
     reader
         .with_governance(|g| {
             let p = g.policy("acme");
             assert_eq!(p.list("", false).len(), 2);
             let v = p.evaluate(&ctx(json!({"amount": 150})), "");
             assert_eq!(v.rule_name, "deny-big");
-            assert_eq!(g.policy("other").list("", false).len(), 0, "partitioned by tenant");
+            assert_eq!(
+                g.policy("other").list("", false).len(),
+                0,
+                "partitioned by tenant"
+            );
             assert_eq!(g.tenants().get("acme").unwrap().plan, "pro");
         })
         .unwrap();

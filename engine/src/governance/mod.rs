@@ -109,8 +109,12 @@ impl GovState {
         let tenant = std::str::from_utf8(view.tenant())
             .map_err(|_| located("a governance event whose tenant is not UTF-8".to_string()))?;
         let event = Event::decode(family, view.payload()).map_err(&located)?;
-        self.apply(tenant, &event, offset)
-            .map_err(|why| located(format!("a {} event that does not apply: {why}", family.name())))
+        self.apply(tenant, &event, offset).map_err(|why| {
+            located(format!(
+                "a {} event that does not apply: {why}",
+                family.name()
+            ))
+        })
     }
 
     /// Applies the indexed events not applied yet (those below `end` only), reading each

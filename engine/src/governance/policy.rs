@@ -161,8 +161,8 @@ impl Condition {
             Op::Exists => true,
             Op::Eq => py_str(&self.value).is_some_and(|v| v == text),
             Op::Neq => py_str(&self.value).is_none_or(|v| v != text),
-            Op::In => list_of(&self.value).iter().any(|v| *v == text),
-            Op::NotIn => !list_of(&self.value).iter().any(|v| *v == text),
+            Op::In => list_of(&self.value).contains(&text),
+            Op::NotIn => !list_of(&self.value).contains(&text),
             Op::Contains => py_str(&self.value).is_some_and(|v| text.contains(&v)),
             Op::Gt | Op::Lt | Op::Gte | Op::Lte => {
                 let (Some(a), Some(b)) = (py_float(actual), py_float(&self.value)) else {
@@ -336,11 +336,9 @@ pub struct PolicyState {
 impl PolicyState {
     /// The rule with this id, or else this name.
     pub fn rule(&self, id_or_name: &str) -> Option<&Rule> {
-        self.rules.get(id_or_name).or_else(|| {
-            self.names
-                .get(id_or_name)
-                .and_then(|id| self.rules.get(id))
-        })
+        self.rules
+            .get(id_or_name)
+            .or_else(|| self.names.get(id_or_name).and_then(|id| self.rules.get(id)))
     }
 
     /// The rules, priority first (descending), then oldest first; `framework` filters when
@@ -617,7 +615,13 @@ mod tests {
         // Proves A28 and W12: a matching deny wins; with no match the reason is the reference's.
         let mut s = PolicyState::default();
         add(&mut s, "log-all", "log", 100, &[]);
-        add(&mut s, "deny-big", "deny", 10, &[cond("amount", "gt", json!(100))]);
+        add(
+            &mut s,
+            "deny-big",
+            "deny",
+            10,
+            &[cond("amount", "gt", json!(100))],
+        );
         add(&mut s, "allow-all", "allow", 0, &[]);
         let v = s.evaluate(&ctx(json!({"amount": 150})), "");
         assert_eq!((v.action, v.rule_name.as_str()), (Action::Deny, "deny-big"));
@@ -664,8 +668,9 @@ mod tests {
         assert!(events::default_action("log").is_err());
         s.apply(&events::change("disable", "r"), 1).unwrap();
         assert!(!s.rule("r").unwrap().enabled);
-        assert_eq!(s.evaluate(&ctx(json!({})), "").matched, false);
-        s.apply(&events::default_action("deny").unwrap(), 2).unwrap();
+        assert!(!s.evaluate(&ctx(json!({})), "").matched);
+        s.apply(&events::default_action("deny").unwrap(), 2)
+            .unwrap();
         let v = s.evaluate(&ctx(json!({})), "");
         assert_eq!(
             (v.action, v.reason.as_str()),

@@ -105,9 +105,7 @@ impl TenantRegistry {
             }
             "status" | "plan" => {
                 let key = f.str("tenant")?;
-                let t = self
-                    .get(key)
-                    .ok_or_else(|| format!("no tenant '{key}'"))?;
+                let t = self.get(key).ok_or_else(|| format!("no tenant '{key}'"))?;
                 if t.status == "deleted" {
                     return Err(format!("tenant '{key}' is deleted"));
                 }
@@ -225,7 +223,9 @@ pub mod events {
     /// A status change (`active`, `suspended`, `deleted`) of the tenant with this id or slug.
     pub fn status(tenant: &str, status: &str) -> Result<Event, String> {
         one_of("status", status, &STATUSES)?;
-        Ok(event(json!({"op": "status", "tenant": tenant, "status": status})))
+        Ok(event(
+            json!({"op": "status", "tenant": tenant, "status": status}),
+        ))
     }
 
     /// A plan change.
@@ -239,7 +239,13 @@ pub mod events {
 mod tests {
     use super::*;
 
-    fn create(r: &mut TenantRegistry, id: &str, name: &str, slug: &str, at: u64) -> Result<(), String> {
+    fn create(
+        r: &mut TenantRegistry,
+        id: &str,
+        name: &str,
+        slug: &str,
+        at: u64,
+    ) -> Result<(), String> {
         let e = events::create(id, name, slug, "free", Map::new(), at as f64)?;
         r.apply(&e, at)
     }
@@ -249,12 +255,23 @@ mod tests {
         // Proves the registry's uniqueness rules, including after a deletion.
         let mut r = TenantRegistry::default();
         create(&mut r, "acme", "Acme", "acme", 1).unwrap();
-        assert!(create(&mut r, "acme2", "Acme", "acme2", 2).unwrap_err().contains("named"));
-        assert!(create(&mut r, "acme3", "Other", "acme", 3).unwrap_err().contains("slug"));
-        r.apply(&events::status("acme", "deleted").unwrap(), 4).unwrap();
-        assert!(create(&mut r, "acme", "New", "new", 5).unwrap_err().contains("never reused"));
+        assert!(create(&mut r, "acme2", "Acme", "acme2", 2)
+            .unwrap_err()
+            .contains("named"));
+        assert!(create(&mut r, "acme3", "Other", "acme", 3)
+            .unwrap_err()
+            .contains("slug"));
+        r.apply(&events::status("acme", "deleted").unwrap(), 4)
+            .unwrap();
+        assert!(create(&mut r, "acme", "New", "new", 5)
+            .unwrap_err()
+            .contains("never reused"));
         create(&mut r, "acme-2", "Acme", "acme", 6).unwrap();
-        assert_eq!(r.get("acme").unwrap().tenant_id, "acme", "an id wins over a slug");
+        assert_eq!(
+            r.get("acme").unwrap().tenant_id,
+            "acme",
+            "an id wins over a slug"
+        );
         assert_eq!(r.list("")[0].tenant_id, "acme-2", "newest first");
         assert!(r
             .check(&events::plan("acme", "pro").unwrap())

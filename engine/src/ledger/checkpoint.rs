@@ -301,8 +301,7 @@ fn decode_state(state: &[u8], next_offset: u64) -> Result<RunsView, String> {
             position: r.u32()?,
             frame_len: r.u32()?,
         };
-        if loc.offset >= next_offset || view.events.last().is_some_and(|p| p.offset >= loc.offset)
-        {
+        if loc.offset >= next_offset || view.events.last().is_some_and(|p| p.offset >= loc.offset) {
             return Err("event offsets out of order".to_string());
         }
         view.events.push(loc);

@@ -586,7 +586,12 @@ impl Ledger {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let snapshot = self.inner.reader.snapshot()?;
-        governance.catch_up(&self.inner.reader, &snapshot, &view.events, view.next_offset)?;
+        governance.catch_up(
+            &self.inner.reader,
+            &snapshot,
+            &view.events,
+            view.next_offset,
+        )?;
         drop(view);
         Ok(f(&governance))
     }
