@@ -71,6 +71,18 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Policy rules: add, list, enable, disable, delete, evaluate (deny-overrides), decisions.
+    Policy {
+        /// What to do.
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The tenant registry: create, list, get, suspend, activate, plan, delete (status only).
+    Tenant {
+        /// What to do.
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
     /// Simulated agents append concurrently into a fresh directory; then reopen, verify, stats.
     Demo(DemoArgs),
     /// Run the canonical benchmark workload, one JSON object per phase on stdout.
@@ -290,4 +302,195 @@ pub struct BenchArgs {
     /// Directory for the bench's logs (default: a temporary directory, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+}
+
+/// How long a write command waits for another process's writer lock (when no `serve` runs).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct WaitLock {
+    /// Seconds to wait for the writer lock when no `meshflow serve` runs for this log.
+    #[arg(long = "wait-lock", value_name = "SECS", default_value_t = 10.0)]
+    pub secs: f64,
+}
+
+/// Which state a read command shows.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct AtOffset {
+    /// Show the view as it was just before this log offset (default: now).
+    #[arg(long = "at-offset", value_name = "N")]
+    pub offset: Option<u64>,
+}
+
+/// `meshflow policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Add a rule (its name is unique in the tenant).
+    Add(PolicyAddArgs),
+    /// List the rules, highest priority first.
+    List {
+        /// Only rules of this framework.
+        #[arg(long, default_value = "")]
+        framework: String,
+        /// Only enabled rules.
+        #[arg(long)]
+        enabled_only: bool,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// Enable a rule (by id or name).
+    Enable {
+        /// Rule id or name.
+        rule: String,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Disable a rule (by id or name).
+    Disable {
+        /// Rule id or name.
+        rule: String,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Delete a rule (by id or name).
+    Delete {
+        /// Rule id or name.
+        rule: String,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Evaluate a context (a JSON object): any matching deny wins, else the highest-priority
+    /// match, else the default. Exit 0 whatever the verdict.
+    Evaluate {
+        /// The context, a JSON object.
+        #[arg(long)]
+        context: String,
+        /// Only rules of this framework.
+        #[arg(long, default_value = "")]
+        framework: String,
+        /// Also append the decision to the tenant's decision log.
+        #[arg(long)]
+        log: bool,
+        /// A key naming what was decided, kept in the decision log.
+        #[arg(long, default_value = "")]
+        context_key: String,
+        #[command(flatten)]
+        at: AtOffset,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// The decision log, newest first.
+    Decisions {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// What no match means: `allow` (the reference's default) or `deny`.
+    Default {
+        /// `allow` or `deny`.
+        action: String,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+}
+
+/// `meshflow policy add`
+#[derive(Debug, Args)]
+pub struct PolicyAddArgs {
+    /// The rule's name (unique in the tenant).
+    pub name: String,
+    /// allow, deny, log or alert.
+    #[arg(long)]
+    pub action: String,
+    /// Higher is evaluated first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i64,
+    /// The framework the rule belongs to.
+    #[arg(long, default_value = "custom")]
+    pub framework: String,
+    /// Free text.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// A condition `FIELD OP [VALUE]` (repeatable; all must hold). OP is one of eq, neq, in,
+    /// not_in, gt, lt, gte, lte, contains, exists; VALUE is read as JSON when it parses
+    /// (`100`, `true`, `["a","b"]`), as text otherwise.
+    #[arg(long = "condition", value_name = "FIELD OP [VALUE]")]
+    pub conditions: Vec<String>,
+    /// Conditions as a JSON array of `{"field","op","value"}` (added to `--condition`s).
+    #[arg(long)]
+    pub conditions_json: Option<String>,
+    /// Add the rule disabled.
+    #[arg(long)]
+    pub disabled: bool,
+    #[command(flatten)]
+    pub wait: WaitLock,
+}
+
+/// `meshflow tenant …`
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Register a tenant (name and slug unique; the id defaults to the slug).
+    Create {
+        /// Display name.
+        name: String,
+        /// Slug.
+        #[arg(long)]
+        slug: String,
+        /// free, pro or enterprise.
+        #[arg(long, default_value = "free")]
+        plan: String,
+        /// The tenant id its data is written under (default: the slug). Never reusable.
+        #[arg(long)]
+        id: Option<String>,
+        /// A JSON object of metadata.
+        #[arg(long)]
+        metadata: Option<String>,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// List tenants, newest first.
+    List {
+        /// Only tenants with this status (active, suspended, deleted).
+        #[arg(long, default_value = "")]
+        status: String,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// Show one tenant (by id or slug).
+    Get {
+        /// Id or slug.
+        tenant: String,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// Suspend a tenant.
+    Suspend {
+        /// Id or slug.
+        tenant: String,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Activate a suspended tenant.
+    Activate {
+        /// Id or slug.
+        tenant: String,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Mark a tenant deleted: a status only, its data stays. Its id is never reused.
+    Delete {
+        /// Id or slug.
+        tenant: String,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Change a tenant's plan.
+    Plan {
+        /// Id or slug.
+        tenant: String,
+        /// free, pro or enterprise.
+        plan: String,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
 }

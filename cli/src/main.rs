@@ -85,6 +85,8 @@ fn main() -> ExitCode {
             AuditCommand::Verify(v) => commands::audit::verify(&cli, v),
             AuditCommand::VerifyChain(v) => commands::audit::verify_chain(&cli, v),
         },
+        Command::Policy { command } => commands::governance::policy(&cli, command),
+        Command::Tenant { command } => commands::governance::tenant(&cli, command),
         Command::Demo(demo) => commands::demo::run(&cli, demo),
         Command::Bench(bench) => commands::bench::run(bench),
     };

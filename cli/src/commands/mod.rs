@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod bench;
 pub mod demo;
+pub mod governance;
 pub mod ledger;
 pub mod log;
 pub mod serve;

@@ -27,6 +27,18 @@ use crate::Error;
 use policy::PolicyState;
 use tenant::TenantRegistry;
 
+/// A fresh id for a governance record (UUID v4, as the reference's).
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Now, in Unix seconds (the reference's `time.time()`), for the events a command builds.
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// The tenant that owns log-wide registries (the tenant registry).
 pub const SYSTEM_TENANT: &str = "_system";
 

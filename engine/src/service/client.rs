@@ -140,6 +140,20 @@ impl Client {
             .map(|_| ())
     }
 
+    /// Appends one governance event for `tenant`, durable on return; its offset. A refusal
+    /// by the views (a name in use, an unknown rule) is [`ClientError::Remote`] `conflict`.
+    pub fn append_event(
+        &mut self,
+        tenant: &str,
+        event: &crate::governance::Event,
+    ) -> Result<u64, ClientError> {
+        let response = self.request(&protocol::event_request(tenant, event))?;
+        response
+            .get("offset")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ClientError::Protocol("an event response without an offset".into()))
+    }
+
     /// Appends `lines` (step JSON objects) as one atomic batch for `tenant`; the receipts, in
     /// order, once durable (`sync`) or sequenced.
     pub fn append(

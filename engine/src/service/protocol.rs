@@ -103,6 +103,13 @@ pub enum Request {
         /// The steps, parsed.
         steps: Vec<StepRequest>,
     },
+    /// `event`: one governance event (`docs/governance-events.md`), durable on response.
+    Event {
+        /// The tenant it is for (tenant registry events go to `_system` whatever this is).
+        tenant: String,
+        /// The event.
+        event: crate::governance::Event,
+    },
 }
 
 /// A request's fields as raw JSON text, before anything but the version is interpreted.
@@ -121,6 +128,10 @@ struct RawRequest<'a> {
     lines: Option<&'a RawValue>,
     #[serde(borrow, default)]
     steps: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    family: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    event: Option<&'a RawValue>,
 }
 
 /// Interprets one field's raw text as `T`, naming the field when it is not one.
@@ -153,6 +164,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, Refusal> {
         "ping" => Ok(Request::Ping),
         "sync" => Ok(Request::Sync),
         "append" => parse_append(&raw),
+        "event" => parse_event(&raw),
         other => Err(Refusal::invalid(format!("unknown op '{other}'"))),
     }
 }
@@ -209,6 +221,42 @@ fn parse_append(raw: &RawRequest<'_>) -> Result<Request, Refusal> {
         tenant,
         durability,
         steps,
+    })
+}
+
+fn parse_event(raw: &RawRequest<'_>) -> Result<Request, Refusal> {
+    let tenant = match raw.tenant {
+        None => "default".to_string(),
+        Some(t) => field::<String>(t, "tenant", "a string")?,
+    };
+    let family: Cow<'_, str> = field(
+        raw.family
+            .ok_or_else(|| Refusal::invalid("an event request names its family"))?,
+        "family",
+        "a string",
+    )?;
+    let family = crate::governance::Family::from_name(&family)
+        .ok_or_else(|| Refusal::invalid(format!("unknown event family '{family}'")))?;
+    let body: serde_json::Map<String, Value> = field(
+        raw.event
+            .ok_or_else(|| Refusal::invalid("an event request carries 'event'"))?,
+        "event",
+        "a JSON object",
+    )?;
+    let event = crate::governance::Event { family, body };
+    // The payload must decode as the log will read it.
+    crate::governance::Event::decode(family, &event.encode()).map_err(Refusal::invalid)?;
+    Ok(Request::Event { tenant, event })
+}
+
+/// An `event` request.
+pub fn event_request(tenant: &str, event: &crate::governance::Event) -> Value {
+    json!({
+        "v": VERSION,
+        "op": "event",
+        "tenant": tenant,
+        "family": event.family.name(),
+        "event": event.body,
     })
 }
 

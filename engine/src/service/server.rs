@@ -594,6 +594,19 @@ async fn respond(body: &[u8], ledger: &Ledger, appends: &Appends) -> Vec<u8> {
                 },
             )
         }
+        Request::Event { tenant, event } => {
+            let handle = match ledger.with_tenant(&tenant) {
+                Ok(h) => h,
+                Err(e) => return protocol::encode(&protocol::ledger_error(&e)),
+            };
+            protocol::encode(
+                &match tokio::task::spawn_blocking(move || handle.append_event(&event)).await {
+                    Ok(Ok(offset)) => json!({"ok": true, "offset": offset}),
+                    Ok(Err(e)) => protocol::ledger_error(&e),
+                    Err(_) => protocol::error("error", "the event could not be appended"),
+                },
+            )
+        }
         Request::Append {
             tenant,
             durability,

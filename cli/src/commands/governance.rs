@@ -1,0 +1,333 @@
+//! `meshflow policy …` and `meshflow tenant …`: the governance views. Writes forward to a
+//! running `serve` for the log, or take the writer lock here (waiting up to `--wait-lock`);
+//! reads open the log read-only and show the view now or `--at-offset N`.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use meshflow_engine::governance::policy::{self, Condition, Op};
+use meshflow_engine::governance::{self as gov, tenant, Event, GovState};
+use meshflow_engine::ledger::Ledger;
+use meshflow_engine::log::LogOptions;
+use meshflow_engine::service::client::Client;
+use serde_json::{json, Map, Value};
+
+use crate::args::{
+    AtOffset, Cli, PolicyAddArgs, PolicyCommand, TenantCommand, UsageError, WaitLock,
+};
+use crate::commands::ledger::open_write_waiting;
+
+/// Appends `event` for the command's tenant: through a running `serve`, or here.
+fn write_event(cli: &Cli, event: &Event, wait: WaitLock) -> Result<u64> {
+    if let Some(mut client) = Client::discover(&cli.db) {
+        return Ok(client.append_event(&cli.tenant, event)?);
+    }
+    let ledger = open_write_waiting(cli, wait.secs)?;
+    Ok(ledger.append_event(event)?)
+}
+
+/// The governance views now, or just before `--at-offset N`.
+fn read_views(cli: &Cli, at: AtOffset) -> Result<GovState> {
+    let ledger = Ledger::open_read_only(&cli.db, LogOptions::default(), &cli.tenant)?;
+    Ok(match at.offset {
+        Some(offset) => ledger.governance_at(offset)?,
+        None => ledger.with_governance(Clone::clone)?,
+    })
+}
+
+fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
+fn print_written(cli: &Cli, what: &str, offset: u64, record: Option<Value>) -> Result<u8> {
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        let mut v = json!({"ok": true, "offset": offset});
+        if let Some(r) = record {
+            v["record"] = r;
+        }
+        writeln!(out, "{v}")?;
+    } else {
+        writeln!(out, "{what} (offset {offset})")?;
+    }
+    Ok(0)
+}
+
+/// `FIELD OP [VALUE]`: VALUE as JSON when it parses, as text otherwise.
+fn parse_condition(text: &str) -> Result<Condition> {
+    let mut parts = text.trim().splitn(3, char::is_whitespace);
+    let field = parts.next().unwrap_or("").trim();
+    let op = parts.next().unwrap_or("").trim();
+    let value = parts.next().map(str::trim).unwrap_or("");
+    if field.is_empty() || op.is_empty() {
+        return Err(usage(format!(
+            "--condition '{text}': expected FIELD OP [VALUE]"
+        )));
+    }
+    let op = Op::parse(op).map_err(|e| usage(format!("--condition '{text}': {e}")))?;
+    if value.is_empty() && op != Op::Exists {
+        return Err(usage(format!(
+            "--condition '{text}': {} needs a value",
+            op.name()
+        )));
+    }
+    let value = if value.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()))
+    };
+    Ok(Condition {
+        field: field.to_string(),
+        op,
+        value,
+    })
+}
+
+fn policy_add(cli: &Cli, a: &PolicyAddArgs) -> Result<u8> {
+    let mut conditions = a
+        .conditions
+        .iter()
+        .map(|c| parse_condition(c))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(text) = &a.conditions_json {
+        let items: Vec<Value> = serde_json::from_str(text)
+            .map_err(|e| usage(format!("--conditions-json: not a JSON array: {e}")))?;
+        for item in &items {
+            conditions.push(
+                Condition::from_json(item).map_err(|e| usage(format!("--conditions-json: {e}")))?,
+            );
+        }
+    }
+    let event = policy::events::add(
+        &gov::new_id(),
+        &a.name,
+        &a.action,
+        &conditions,
+        a.priority,
+        &a.framework,
+        &a.description,
+        !a.disabled,
+        gov::now_secs(),
+    )
+    .map_err(usage)?;
+    let offset = write_event(cli, &event, a.wait)?;
+    let record = Value::Object(event.body.clone());
+    print_written(
+        cli,
+        &format!("added policy rule '{}' ({})", a.name, a.action),
+        offset,
+        Some(record),
+    )
+}
+
+fn rule_line(r: &policy::Rule) -> String {
+    let conditions: Vec<String> = r
+        .conditions
+        .iter()
+        .map(|c| format!("{} {} {}", c.field, c.op.name(), c.value))
+        .collect();
+    format!(
+        "{:<24} {:<6} prio {:>4} {:<8} {:<10} {}  [{}]",
+        r.name,
+        r.action.name(),
+        r.priority,
+        if r.enabled { "enabled" } else { "disabled" },
+        r.framework,
+        r.rule_id,
+        conditions.join(" AND ")
+    )
+}
+
+/// `meshflow policy …`
+pub fn policy(cli: &Cli, command: &PolicyCommand) -> Result<u8> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        PolicyCommand::Add(a) => policy_add(cli, a),
+        PolicyCommand::Enable { rule, wait } => {
+            let offset = write_event(cli, &policy::events::change("enable", rule), *wait)?;
+            print_written(cli, &format!("enabled policy rule '{rule}'"), offset, None)
+        }
+        PolicyCommand::Disable { rule, wait } => {
+            let offset = write_event(cli, &policy::events::change("disable", rule), *wait)?;
+            print_written(cli, &format!("disabled policy rule '{rule}'"), offset, None)
+        }
+        PolicyCommand::Delete { rule, wait } => {
+            let offset = write_event(cli, &policy::events::change("delete", rule), *wait)?;
+            print_written(cli, &format!("deleted policy rule '{rule}'"), offset, None)
+        }
+        PolicyCommand::Default { action, wait } => {
+            let event = policy::events::default_action(action).map_err(usage)?;
+            let offset = write_event(cli, &event, *wait)?;
+            print_written(cli, &format!("no match now means {action}"), offset, None)
+        }
+        PolicyCommand::List {
+            framework,
+            enabled_only,
+            at,
+        } => {
+            let views = read_views(cli, *at)?;
+            let rules = views.policy(&cli.tenant).list(framework, *enabled_only);
+            if cli.json {
+                let v: Vec<Value> = rules.iter().map(|r| r.to_json()).collect();
+                writeln!(out, "{}", Value::Array(v))?;
+            } else if rules.is_empty() {
+                writeln!(out, "No policy rules found.")?;
+            } else {
+                for r in rules {
+                    writeln!(out, "{}", rule_line(r))?;
+                }
+            }
+            Ok(0)
+        }
+        PolicyCommand::Evaluate {
+            context,
+            framework,
+            log,
+            context_key,
+            at,
+            wait,
+        } => {
+            let context: Map<String, Value> = serde_json::from_str(context)
+                .map_err(|e| usage(format!("--context: not a JSON object: {e}")))?;
+            if *log && at.offset.is_some() {
+                return Err(usage(
+                    "--log records a decision now; it cannot go with --at-offset",
+                ));
+            }
+            let views = read_views(cli, *at)?;
+            let verdict = views.policy(&cli.tenant).evaluate(&context, framework);
+            drop(views);
+            let mut logged = None;
+            if *log {
+                let event = policy::events::decision(
+                    &gov::new_id(),
+                    &verdict,
+                    context_key,
+                    gov::now_secs(),
+                );
+                logged = Some(write_event(cli, &event, *wait)?);
+            }
+            if cli.json {
+                let mut v = verdict.to_json();
+                if let Some(offset) = logged {
+                    v["logged_at_offset"] = json!(offset);
+                }
+                writeln!(out, "{v}")?;
+            } else {
+                writeln!(
+                    out,
+                    "{}: {}",
+                    verdict.action.name().to_uppercase(),
+                    verdict.reason
+                )?;
+            }
+            Ok(0)
+        }
+        PolicyCommand::Decisions { limit, at } => {
+            let views = read_views(cli, *at)?;
+            let decisions = views.policy(&cli.tenant).decisions(*limit);
+            if cli.json {
+                let v: Vec<Value> = decisions.iter().map(|d| d.to_json()).collect();
+                writeln!(out, "{}", Value::Array(v))?;
+            } else if decisions.is_empty() {
+                writeln!(out, "No decisions logged.")?;
+            } else {
+                for d in decisions {
+                    writeln!(
+                        out,
+                        "{:.6}  {:<6} {:<24} {}  {}",
+                        d.ts, d.action, d.rule_name, d.context_key, d.reason
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn tenant_line(t: &tenant::Tenant) -> String {
+    format!(
+        "{:<24} {:<20} {:<20} {:<10} {}",
+        t.tenant_id, t.slug, t.name, t.plan, t.status
+    )
+}
+
+/// `meshflow tenant …`
+pub fn tenant(cli: &Cli, command: &TenantCommand) -> Result<u8> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        TenantCommand::Create {
+            name,
+            slug,
+            plan,
+            id,
+            metadata,
+            wait,
+        } => {
+            let metadata: Map<String, Value> = match metadata {
+                None => Map::new(),
+                Some(text) => serde_json::from_str(text)
+                    .map_err(|e| usage(format!("--metadata: not a JSON object: {e}")))?,
+            };
+            let id = id.clone().unwrap_or_else(|| slug.clone());
+            let event = tenant::events::create(&id, name, slug, plan, metadata, gov::now_secs())
+                .map_err(usage)?;
+            let offset = write_event(cli, &event, *wait)?;
+            print_written(
+                cli,
+                &format!("created tenant '{id}' ({name}, {plan})"),
+                offset,
+                Some(Value::Object(event.body.clone())),
+            )
+        }
+        TenantCommand::Suspend { tenant, wait } => set_status(cli, tenant, "suspended", *wait),
+        TenantCommand::Activate { tenant, wait } => set_status(cli, tenant, "active", *wait),
+        TenantCommand::Delete { tenant, wait } => set_status(cli, tenant, "deleted", *wait),
+        TenantCommand::Plan { tenant, plan, wait } => {
+            let event = tenant::events::plan(tenant, plan).map_err(usage)?;
+            let offset = write_event(cli, &event, *wait)?;
+            print_written(
+                cli,
+                &format!("tenant '{tenant}' is on plan {plan}"),
+                offset,
+                None,
+            )
+        }
+        TenantCommand::List { status, at } => {
+            let views = read_views(cli, *at)?;
+            let tenants = views.tenants().list(status);
+            if cli.json {
+                let v: Vec<Value> = tenants.iter().map(|t| t.to_json()).collect();
+                writeln!(out, "{}", Value::Array(v))?;
+            } else if tenants.is_empty() {
+                writeln!(out, "No tenants found.")?;
+            } else {
+                for t in tenants {
+                    writeln!(out, "{}", tenant_line(t))?;
+                }
+            }
+            Ok(0)
+        }
+        TenantCommand::Get { tenant, at } => {
+            let views = read_views(cli, *at)?;
+            let t = views.tenants().get(tenant).ok_or_else(|| {
+                meshflow_engine::ledger::LedgerError::NotFound {
+                    what: format!("tenant '{tenant}'"),
+                }
+            })?;
+            if cli.json {
+                writeln!(out, "{}", t.to_json())?;
+            } else {
+                writeln!(out, "{}", tenant_line(t))?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn set_status(cli: &Cli, tenant: &str, status: &str, wait: WaitLock) -> Result<u8> {
+    let event = tenant::events::status(tenant, status).map_err(usage)?;
+    let offset = write_event(cli, &event, wait)
+        .with_context(|| format!("setting tenant '{tenant}' {status}"))?;
+    print_written(cli, &format!("tenant '{tenant}' is {status}"), offset, None)
+}
