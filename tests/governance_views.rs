@@ -5,7 +5,7 @@
 //! checkpoint plus tail are equal.
 
 use meshflow_engine::governance::policy::{self, Condition, Op};
-use meshflow_engine::governance::{tenant, Event, GovState};
+use meshflow_engine::governance::{sla, tenant, Event, GovState};
 use meshflow_engine::ledger::{Ledger, LedgerError};
 use meshflow_engine::log::LogOptions;
 use proptest::prelude::*;
@@ -147,6 +147,8 @@ enum Op_ {
     Default(bool),
     Tenant(u8),
     Suspend(u8),
+    SlaDefine(u8, u8),
+    SlaRecord(u8, u16, bool),
     Checkpoint,
 }
 
@@ -159,19 +161,22 @@ fn op_strategy() -> impl Strategy<Value = Op_> {
         any::<bool>().prop_map(Op_::Default),
         (0u8..4).prop_map(Op_::Tenant),
         (0u8..4).prop_map(Op_::Suspend),
+        (0u8..3, 1u8..50).prop_map(|(a, s)| Op_::SlaDefine(a, s)),
+        (0u8..3, 0u16..2000, any::<bool>()).prop_map(|(a, l, ok)| Op_::SlaRecord(a, l, ok)),
+        (0u8..3, 0u16..2000, any::<bool>()).prop_map(|(a, l, ok)| Op_::SlaRecord(a, l, ok)),
         Just(Op_::Checkpoint),
     ]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 24,
+        cases: 32,
         failure_persistence: None,
         .. ProptestConfig::default()
     })]
 
     #[test]
-    fn rebuilt_incremental_and_checkpointed_states_are_equal(ops in prop::collection::vec(op_strategy(), 1..24)) {
+    fn rebuilt_incremental_and_checkpointed_states_are_equal(ops in prop::collection::vec(op_strategy(), 1..40)) {
         // Proves determinism: whatever the event sequence (refused events included), the
         // writer's incremental state, a reader loading the checkpoint plus the tail and a
         // reader rebuilding from offset 0 (checkpoints deleted) hold the same views.
@@ -195,6 +200,13 @@ proptest! {
                     &format!("t{i}"), &format!("T{n}"), &format!("t-{n}"), "free", Map::new(), i as f64,
                 ).unwrap()),
                 Op_::Suspend(n) => Some(tenant::events::status(&format!("t-{n}"), "suspended").unwrap()),
+                Op_::SlaDefine(a, scale) => {
+                    let x = f64::from(*scale);
+                    Some(sla::events::define(&format!("c{i}"), &format!("agent-{a}"), x, 2.0 * x, 3.0 * x, 0.2, 3600.0, i as f64).unwrap())
+                }
+                Op_::SlaRecord(a, latency, ok) => Some(sla::events::record(
+                    &format!("o{i}"), &format!("agent-{a}"), f64::from(*latency), *ok, i as f64,
+                ).unwrap()),
                 Op_::Checkpoint => {
                     ledger.checkpoint().unwrap();
                     None
@@ -220,6 +232,7 @@ proptest! {
             .unwrap();
         prop_assert_eq!(&incremental, &checkpointed);
         prop_assert_eq!(&incremental.policy("acme"), &rebuilt.policy("acme"));
+        prop_assert_eq!(&incremental.sla("acme"), &rebuilt.sla("acme"));
         prop_assert_eq!(incremental.tenants(), rebuilt.tenants());
     }
 }

@@ -77,6 +77,13 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// SLA contracts: define, record observations, stats, breaches (derived on entering
+    /// breach), list.
+    Sla {
+        /// What to do.
+        #[command(subcommand)]
+        command: SlaCommand,
+    },
     /// The tenant registry: create, list, get, suspend, activate, plan, delete (status only).
     Tenant {
         /// What to do.
@@ -492,5 +499,71 @@ pub enum TenantCommand {
         plan: String,
         #[command(flatten)]
         wait: WaitLock,
+    },
+}
+
+/// `meshflow sla …`
+#[derive(Debug, Subcommand)]
+pub enum SlaCommand {
+    /// Define (or replace) an agent's contract: p50 ≤ p95 ≤ p99 in ms, 0 ≤ error rate ≤ 1.
+    Define {
+        /// The agent.
+        agent: String,
+        /// p50 latency bound, ms.
+        #[arg(long)]
+        p50: f64,
+        /// p95 latency bound, ms.
+        #[arg(long)]
+        p95: f64,
+        /// p99 latency bound, ms.
+        #[arg(long)]
+        p99: f64,
+        /// Failed-fraction bound.
+        #[arg(long, default_value_t = 0.05)]
+        error_rate: f64,
+        /// Window, seconds.
+        #[arg(long, default_value_t = 3600.0)]
+        window: f64,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Record one observation of an agent's call; prints the breaches it caused.
+    Record {
+        /// The agent.
+        agent: String,
+        /// Latency, ms.
+        #[arg(long)]
+        latency: f64,
+        /// The call failed.
+        #[arg(long)]
+        failed: bool,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Window statistics of an agent.
+    Stats {
+        /// The agent.
+        agent: String,
+        /// The window's end, Unix seconds (default: now).
+        #[arg(long)]
+        now: Option<f64>,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// Breaches, newest first.
+    Breaches {
+        /// Only this agent's.
+        #[arg(long, default_value = "")]
+        agent: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// The contracts, by agent.
+    List {
+        #[command(flatten)]
+        at: AtOffset,
     },
 }

@@ -87,6 +87,7 @@ fn main() -> ExitCode {
         },
         Command::Policy { command } => commands::governance::policy(&cli, command),
         Command::Tenant { command } => commands::governance::tenant(&cli, command),
+        Command::Sla { command } => commands::governance::sla(&cli, command),
         Command::Demo(demo) => commands::demo::run(&cli, demo),
         Command::Bench(bench) => commands::bench::run(bench),
     };

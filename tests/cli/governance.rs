@@ -266,3 +266,57 @@ fn refusals_write_nothing_and_past_offsets_show_past_state() {
     let (code, _, _) = at(db, &["tenant", "get", "nobody"]);
     assert_eq!(code, 1);
 }
+
+#[test]
+fn a30_a31_sla_contracts_and_breaches_through_the_cli() {
+    // Proves A30 (ordered thresholds; a redefinition replaces) and A31 (no breach below 10
+    // observations in the window; then p50/p95/p99 breaches with observed > threshold, each
+    // derived once: W14).
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path();
+    let (code, _, err) = at(
+        db,
+        &[
+            "sla", "define", "a", "--p50", "3", "--p95", "2", "--p99", "5",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("p50 ≤ p95 ≤ p99"), "{err}");
+    ok(
+        db,
+        &[
+            "sla", "define", "a", "--p50", "100", "--p95", "200", "--p99", "300",
+        ],
+    );
+    ok(
+        db,
+        &[
+            "sla", "define", "a", "--p50", "10", "--p95", "20", "--p99", "30",
+        ],
+    );
+    let contracts = json(db, &["sla", "list"]);
+    assert_eq!(contracts.as_array().unwrap().len(), 1);
+    assert_eq!(contracts[0]["p99_ms"], 30.0);
+    for _ in 0..9 {
+        let r = json(db, &["sla", "record", "a", "--latency", "500"]);
+        assert_eq!(r["breaches"].as_array().unwrap().len(), 0);
+    }
+    let r = json(db, &["sla", "record", "a", "--latency", "500"]);
+    let kinds: Vec<&str> = r["breaches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["breach_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["p50", "p95", "p99"]);
+    for b in r["breaches"].as_array().unwrap() {
+        assert!(b["observed"].as_f64().unwrap() > b["threshold"].as_f64().unwrap());
+    }
+    ok(db, &["sla", "record", "a", "--latency", "500"]);
+    assert_eq!(json(db, &["sla", "breaches"]).as_array().unwrap().len(), 3);
+    let stats = json(db, &["sla", "stats", "a"]);
+    assert_eq!(
+        (stats["total"].as_u64(), stats["p50_ms"].as_f64()),
+        (Some(11), Some(500.0))
+    );
+}

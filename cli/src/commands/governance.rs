@@ -6,14 +6,14 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use meshflow_engine::governance::policy::{self, Condition, Op};
-use meshflow_engine::governance::{self as gov, tenant, Event, GovState};
+use meshflow_engine::governance::{self as gov, sla, tenant, Event, GovState};
 use meshflow_engine::ledger::Ledger;
 use meshflow_engine::log::LogOptions;
 use meshflow_engine::service::client::Client;
 use serde_json::{json, Map, Value};
 
 use crate::args::{
-    AtOffset, Cli, PolicyAddArgs, PolicyCommand, TenantCommand, UsageError, WaitLock,
+    AtOffset, Cli, PolicyAddArgs, PolicyCommand, SlaCommand, TenantCommand, UsageError, WaitLock,
 };
 use crate::commands::ledger::open_write_waiting;
 
@@ -330,4 +330,139 @@ fn set_status(cli: &Cli, tenant: &str, status: &str, wait: WaitLock) -> Result<u
     let offset = write_event(cli, &event, wait)
         .with_context(|| format!("setting tenant '{tenant}' {status}"))?;
     print_written(cli, &format!("tenant '{tenant}' is {status}"), offset, None)
+}
+
+/// `meshflow sla …`
+pub fn sla(cli: &Cli, command: &SlaCommand) -> Result<u8> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        SlaCommand::Define {
+            agent,
+            p50,
+            p95,
+            p99,
+            error_rate,
+            window,
+            wait,
+        } => {
+            let event = sla::events::define(
+                &gov::new_id(),
+                agent,
+                *p50,
+                *p95,
+                *p99,
+                *error_rate,
+                *window,
+                gov::now_secs(),
+            )
+            .map_err(usage)?;
+            let offset = write_event(cli, &event, *wait)?;
+            print_written(
+                cli,
+                &format!("SLA for '{agent}': p50 ≤ {p50} ms, p95 ≤ {p95} ms, p99 ≤ {p99} ms, errors ≤ {error_rate}"),
+                offset,
+                Some(Value::Object(event.body.clone())),
+            )
+        }
+        SlaCommand::Record {
+            agent,
+            latency,
+            failed,
+            wait,
+        } => {
+            let obs_id = gov::new_id();
+            let event = sla::events::record(&obs_id, agent, *latency, !*failed, gov::now_secs())
+                .map_err(usage)?;
+            let offset = write_event(cli, &event, *wait)?;
+            // The breaches this observation caused, as the view derived them at its offset.
+            let views = read_views(
+                cli,
+                AtOffset {
+                    offset: Some(offset + 1),
+                },
+            )?;
+            let caused: Vec<Value> = views
+                .sla(&cli.tenant)
+                .all_breaches()
+                .iter()
+                .filter(|b| b.breach_id.starts_with(&format!("{obs_id}:")))
+                .map(sla::Breach::to_json)
+                .collect();
+            if cli.json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"ok": true, "offset": offset, "breaches": caused})
+                )?;
+            } else {
+                writeln!(out, "recorded {latency} ms for '{agent}' (offset {offset})")?;
+                for b in &caused {
+                    writeln!(
+                        out,
+                        "BREACH {}: observed {} > threshold {}",
+                        b["breach_type"].as_str().unwrap_or(""),
+                        b["observed"],
+                        b["threshold"]
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+        SlaCommand::Stats { agent, now, at } => {
+            let views = read_views(cli, *at)?;
+            let stats = views
+                .sla(&cli.tenant)
+                .stats(agent, now.unwrap_or_else(gov::now_secs));
+            if cli.json {
+                writeln!(out, "{}", stats.to_json())?;
+            } else {
+                let v = stats.to_json();
+                writeln!(
+                    out,
+                    "{agent}: {} observation(s) in {} s; p50 {} ms, p95 {} ms, p99 {} ms, avg {} ms, error rate {}",
+                    v["total"], v["window_s"], v["p50_ms"], v["p95_ms"], v["p99_ms"], v["avg_ms"], v["error_rate"]
+                )?;
+            }
+            Ok(0)
+        }
+        SlaCommand::Breaches { agent, limit, at } => {
+            let views = read_views(cli, *at)?;
+            let breaches = views.sla(&cli.tenant).breaches(agent, *limit);
+            if cli.json {
+                let v: Vec<Value> = breaches.iter().map(|b| b.to_json()).collect();
+                writeln!(out, "{}", Value::Array(v))?;
+            } else if breaches.is_empty() {
+                writeln!(out, "No SLA breaches.")?;
+            } else {
+                for b in breaches {
+                    let v = b.to_json();
+                    writeln!(
+                        out,
+                        "{:.6}  {:<20} {:<10} observed {} > {}",
+                        b.ts, b.agent_name, b.breach_type, v["observed"], v["threshold"]
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+        SlaCommand::List { at } => {
+            let views = read_views(cli, *at)?;
+            let contracts = views.sla(&cli.tenant).contracts();
+            if cli.json {
+                let v: Vec<Value> = contracts.iter().map(|c| c.to_json()).collect();
+                writeln!(out, "{}", Value::Array(v))?;
+            } else if contracts.is_empty() {
+                writeln!(out, "No SLA contracts.")?;
+            } else {
+                for c in contracts {
+                    writeln!(
+                        out,
+                        "{:<24} p50 {} ms, p95 {} ms, p99 {} ms, errors {}, window {} s",
+                        c.agent_name, c.p50_ms, c.p95_ms, c.p99_ms, c.error_rate, c.window_s
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+    }
 }

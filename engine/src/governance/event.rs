@@ -12,18 +12,21 @@ pub const EVENT_VERSION: u8 = 1;
 pub enum Family {
     /// Policy rules and decisions.
     Policy,
+    /// SLA contracts and observations (breaches are derived).
+    Sla,
     /// The tenant registry (events under the `_system` tenant).
     Tenant,
 }
 
 impl Family {
     /// Every family, in kind order.
-    pub const ALL: [Family; 2] = [Family::Policy, Family::Tenant];
+    pub const ALL: [Family; 3] = [Family::Policy, Family::Sla, Family::Tenant];
 
     /// The record kind of this family's events.
     pub fn kind(self) -> u16 {
         match self {
             Family::Policy => 0x8201,
+            Family::Sla => 0x8202,
             Family::Tenant => 0x8204,
         }
     }
@@ -37,6 +40,7 @@ impl Family {
     pub fn name(self) -> &'static str {
         match self {
             Family::Policy => "policy",
+            Family::Sla => "sla",
             Family::Tenant => "tenant",
         }
     }

@@ -11,10 +11,11 @@
 //! events. Neither scans the log: the runs view indexes every governance event (its
 //! checkpoint carries the index), and a view is rebuilt by reading just those records.
 //!
-//! Families so far: `policy` ([`policy`]) and `tenant` ([`tenant`]).
+//! Families so far: `policy` ([`policy`]), `sla` ([`sla`]) and `tenant` ([`tenant`]).
 
 pub mod event;
 pub mod policy;
+pub mod sla;
 pub mod tenant;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use crate::ledger::runs::EventLoc;
 use crate::log::{LogReader, Record, Snapshot};
 use crate::Error;
 use policy::PolicyState;
+use sla::SlaState;
 use tenant::TenantRegistry;
 
 /// A fresh id for a governance record (UUID v4, as the reference's).
@@ -42,13 +44,22 @@ pub fn now_secs() -> f64 {
 /// The tenant that owns log-wide registries (the tenant registry).
 pub const SYSTEM_TENANT: &str = "_system";
 
-static EMPTY_POLICY: std::sync::LazyLock<PolicyState> =
-    std::sync::LazyLock::new(PolicyState::default);
+/// The views of one tenant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantViews {
+    /// Policy rules, decisions, default.
+    pub policy: PolicyState,
+    /// SLA contracts, observations, breaches.
+    pub sla: SlaState,
+}
+
+static EMPTY_VIEWS: std::sync::LazyLock<TenantViews> =
+    std::sync::LazyLock::new(TenantViews::default);
 
 /// Every governance view of one log.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GovState {
-    policy: BTreeMap<String, PolicyState>,
+    tenants_views: BTreeMap<String, TenantViews>,
     tenants: TenantRegistry,
     /// How many indexed events (of the runs view's list) are applied.
     applied: usize,
@@ -57,9 +68,24 @@ pub struct GovState {
 }
 
 impl GovState {
+    /// One tenant's views (empty for a tenant with no events).
+    pub fn of(&self, tenant: &str) -> &TenantViews {
+        self.tenants_views.get(tenant).unwrap_or(&EMPTY_VIEWS)
+    }
+
+    /// The tenants that have governance events, in order.
+    pub fn tenant_ids(&self) -> impl Iterator<Item = &str> {
+        self.tenants_views.keys().map(String::as_str)
+    }
+
     /// One tenant's policy view.
     pub fn policy(&self, tenant: &str) -> &PolicyState {
-        self.policy.get(tenant).unwrap_or(&EMPTY_POLICY)
+        &self.of(tenant).policy
+    }
+
+    /// One tenant's SLA view.
+    pub fn sla(&self, tenant: &str) -> &SlaState {
+        &self.of(tenant).sla
     }
 
     /// The tenant registry.
@@ -76,6 +102,7 @@ impl GovState {
     pub fn check(&self, tenant: &str, event: &Event) -> Result<(), String> {
         match event.family {
             Family::Policy => self.policy(tenant).check(event),
+            Family::Sla => self.sla(tenant).check(event),
             Family::Tenant => {
                 if tenant != SYSTEM_TENANT {
                     return Err(format!(
@@ -90,13 +117,15 @@ impl GovState {
     /// Applies `event` of `tenant` at `offset` (checked again; a refusal changes nothing).
     pub fn apply(&mut self, tenant: &str, event: &Event, offset: u64) -> Result<(), String> {
         self.check(tenant, event)?;
-        match event.family {
-            Family::Policy => self
-                .policy
-                .entry(tenant.to_string())
-                .or_default()
-                .apply(event, offset)?,
-            Family::Tenant => self.tenants.apply(event, offset)?,
+        if event.family == Family::Tenant {
+            self.tenants.apply(event, offset)?;
+        } else {
+            let views = self.tenants_views.entry(tenant.to_string()).or_default();
+            match event.family {
+                Family::Policy => views.policy.apply(event, offset)?,
+                Family::Sla => views.sla.apply(event)?,
+                Family::Tenant => {}
+            }
         }
         self.next_offset = self.next_offset.max(offset + 1);
         Ok(())
