@@ -84,6 +84,12 @@ pub enum Command {
         #[command(subcommand)]
         command: SlaCommand,
     },
+    /// The secret vault: init, put, get, rotate, delete, list, audit (every access audited).
+    Vault {
+        /// What to do.
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
     /// The tenant registry: create, list, get, suspend, activate, plan, delete (status only).
     Tenant {
         /// What to do.
@@ -563,6 +569,104 @@ pub enum SlaCommand {
     },
     /// The contracts, by agent.
     List {
+        #[command(flatten)]
+        at: AtOffset,
+    },
+}
+
+/// The vault passphrase and the actor of a vault command.
+#[derive(Debug, Args, Clone)]
+pub struct VaultAuth {
+    /// The vault passphrase (there is no default).
+    #[arg(long, env = "MESHFLOW_VAULT_PASSPHRASE", hide_env_values = true)]
+    pub vault_passphrase: Option<String>,
+    /// Who acts, as the audit trail records it.
+    #[arg(long = "by", default_value = "cli")]
+    pub by: String,
+}
+
+/// Where a secret value comes from.
+#[derive(Debug, Args, Clone)]
+pub struct SecretValue {
+    /// The value (visible to other users in the process list: prefer --value-file).
+    #[arg(long, conflicts_with = "value_file")]
+    pub value: Option<String>,
+    /// Read the value from this file (`-` for stdin; one trailing newline is dropped).
+    #[arg(long)]
+    pub value_file: Option<PathBuf>,
+}
+
+/// `meshflow vault …`
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Create the tenant's vault: Argon2id parameters and a passphrase verifier.
+    Init {
+        #[command(flatten)]
+        auth: VaultAuth,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Store a new secret.
+    Put {
+        /// The secret's name (unique in the tenant).
+        name: String,
+        #[command(flatten)]
+        value: SecretValue,
+        /// Category.
+        #[arg(long, default_value = "generic")]
+        category: String,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        auth: VaultAuth,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Print a secret's value (the read is audited first).
+    Get {
+        /// The secret's name.
+        name: String,
+        #[command(flatten)]
+        auth: VaultAuth,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Replace a secret's value (the old ciphertext is erased).
+    Rotate {
+        /// The secret's name.
+        name: String,
+        #[command(flatten)]
+        value: SecretValue,
+        #[command(flatten)]
+        auth: VaultAuth,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Delete a secret (its ciphertexts are erased).
+    Delete {
+        /// The secret's name.
+        name: String,
+        #[command(flatten)]
+        auth: VaultAuth,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Secrets' metadata, newest first (never values).
+    List {
+        /// Only this category.
+        #[arg(long, default_value = "")]
+        category: String,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// The audit trail, newest first.
+    Audit {
+        /// Only this secret's entries.
+        name: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
         #[command(flatten)]
         at: AtOffset,
     },

@@ -33,6 +33,12 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             _ => 4,
         };
     }
+    if let Some(e) = error.downcast_ref::<meshflow_engine::governance::vault::VaultError>() {
+        return match e {
+            meshflow_engine::governance::vault::VaultError::WrongPassphrase => 1,
+            meshflow_engine::governance::vault::VaultError::Invalid(_) => 2,
+        };
+    }
     let engine = match error.downcast_ref::<LedgerError>() {
         Some(LedgerError::NotFound { .. } | LedgerError::Conflict { .. }) => return 1,
         Some(LedgerError::Invalid { .. }) => return 2,
@@ -88,6 +94,7 @@ fn main() -> ExitCode {
         Command::Policy { command } => commands::governance::policy(&cli, command),
         Command::Tenant { command } => commands::governance::tenant(&cli, command),
         Command::Sla { command } => commands::governance::sla(&cli, command),
+        Command::Vault { command } => commands::governance::vault(&cli, command),
         Command::Demo(demo) => commands::demo::run(&cli, demo),
         Command::Bench(bench) => commands::bench::run(bench),
     };

@@ -6,6 +6,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use meshflow_engine::governance::policy::{self, Condition, Op};
+use meshflow_engine::governance::vault::{self, KdfParams, VaultError, VaultKey};
 use meshflow_engine::governance::{self as gov, sla, tenant, Event, GovState};
 use meshflow_engine::ledger::Ledger;
 use meshflow_engine::log::LogOptions;
@@ -13,17 +14,28 @@ use meshflow_engine::service::client::Client;
 use serde_json::{json, Map, Value};
 
 use crate::args::{
-    AtOffset, Cli, PolicyAddArgs, PolicyCommand, SlaCommand, TenantCommand, UsageError, WaitLock,
+    AtOffset, Cli, PolicyAddArgs, PolicyCommand, SecretValue, SlaCommand, TenantCommand,
+    UsageError, VaultAuth, VaultCommand, WaitLock,
 };
 use crate::commands::ledger::open_write_waiting;
 
 /// Appends `event` for the command's tenant: through a running `serve`, or here.
 fn write_event(cli: &Cli, event: &Event, wait: WaitLock) -> Result<u64> {
+    write_event_with_slots(cli, event, Vec::new(), wait)
+}
+
+/// [`write_event`] with erasable slots (a vault ciphertext).
+fn write_event_with_slots(
+    cli: &Cli,
+    event: &Event,
+    slots: Vec<Vec<u8>>,
+    wait: WaitLock,
+) -> Result<u64> {
     if let Some(mut client) = Client::discover(&cli.db) {
-        return Ok(client.append_event(&cli.tenant, event)?);
+        return Ok(client.append_event(&cli.tenant, event, &slots)?);
     }
     let ledger = open_write_waiting(cli, wait.secs)?;
-    Ok(ledger.append_event(event)?)
+    Ok(ledger.append_event_with_slots(event, slots)?)
 }
 
 /// The governance views now, or just before `--at-offset N`.
@@ -459,6 +471,220 @@ pub fn sla(cli: &Cli, command: &SlaCommand) -> Result<u8> {
                         out,
                         "{:<24} p50 {} ms, p95 {} ms, p99 {} ms, errors {}, window {} s",
                         c.agent_name, c.p50_ms, c.p95_ms, c.p99_ms, c.error_rate, c.window_s
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn passphrase(auth: &VaultAuth) -> Result<&[u8]> {
+    match auth.vault_passphrase.as_deref() {
+        Some(p) if !p.is_empty() => Ok(p.as_bytes()),
+        _ => Err(usage(
+            "the vault passphrase is required: --vault-passphrase or MESHFLOW_VAULT_PASSPHRASE",
+        )),
+    }
+}
+
+fn secret_value(v: &SecretValue) -> Result<Vec<u8>> {
+    match (&v.value, &v.value_file) {
+        (Some(text), None) => Ok(text.as_bytes().to_vec()),
+        (None, Some(path)) => {
+            let mut bytes = if path.as_os_str() == "-" {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)
+                    .context("reading the value from stdin")?;
+                b
+            } else {
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+            };
+            if bytes.last() == Some(&b'\n') {
+                bytes.pop();
+            }
+            Ok(bytes)
+        }
+        _ => Err(usage("give the value with --value or --value-file")),
+    }
+}
+
+/// Unlocks the tenant's vault; a wrong passphrase is audited (the only record written) and
+/// is an error.
+fn unlock(cli: &Cli, auth: &VaultAuth, op: &str, name: &str, wait: WaitLock) -> Result<VaultKey> {
+    let pass = passphrase(auth)?;
+    let views = read_views(cli, AtOffset { offset: None })?;
+    let kdf = views.vault(&cli.tenant).kdf().cloned().ok_or_else(|| {
+        usage(format!(
+            "tenant '{}' has no vault: meshflow vault init",
+            cli.tenant
+        ))
+    })?;
+    drop(views);
+    match kdf.unlock(&cli.tenant, pass) {
+        Ok(key) => Ok(key),
+        Err(VaultError::WrongPassphrase) => {
+            let denied = vault::events::access(
+                &format!("{op}_denied"),
+                name,
+                &auth.by,
+                &gov::new_id(),
+                gov::now_secs(),
+            );
+            write_event(cli, &denied, wait)?;
+            Err(VaultError::WrongPassphrase.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `meshflow vault …`
+pub fn vault(cli: &Cli, command: &VaultCommand) -> Result<u8> {
+    let mut out = std::io::stdout().lock();
+    let t = cli.tenant.as_str();
+    match command {
+        VaultCommand::Init { auth, wait } => {
+            let pass = passphrase(auth)?;
+            let (params, _key) = KdfParams::create(t, pass)?;
+            let event = vault::events::init(&params, &gov::new_id(), &auth.by, gov::now_secs());
+            let offset = write_event(cli, &event, *wait)?;
+            print_written(
+                cli,
+                &format!(
+                    "vault of '{t}' initialised (Argon2id m={} KiB t={} p={}, XChaCha20-Poly1305)",
+                    params.m_kib, params.t, params.p
+                ),
+                offset,
+                None,
+            )
+        }
+        VaultCommand::Put {
+            name,
+            value,
+            category,
+            description,
+            auth,
+            wait,
+        } => {
+            let plaintext = secret_value(value)?;
+            let key = unlock(cli, auth, "write", name, *wait)?;
+            let sealed = vault::seal_value(&key, t, name, 1, &plaintext)?;
+            let event = vault::events::put(
+                &gov::new_id(),
+                name,
+                category,
+                description,
+                &auth.by,
+                &gov::new_id(),
+                gov::now_secs(),
+            );
+            let offset = write_event_with_slots(cli, &event, vec![sealed], *wait)?;
+            print_written(cli, &format!("stored secret '{name}'"), offset, None)
+        }
+        VaultCommand::Rotate {
+            name,
+            value,
+            auth,
+            wait,
+        } => {
+            let plaintext = secret_value(value)?;
+            let key = unlock(cli, auth, "rotate", name, *wait)?;
+            let views = read_views(cli, AtOffset { offset: None })?;
+            let current = views
+                .vault(t)
+                .secret(name)
+                .map(|s| s.version)
+                .ok_or_else(|| meshflow_engine::ledger::LedgerError::NotFound {
+                    what: format!("secret '{name}'"),
+                })?;
+            drop(views);
+            let sealed = vault::seal_value(&key, t, name, current + 1, &plaintext)?;
+            let event =
+                vault::events::rotate(name, current + 1, &auth.by, &gov::new_id(), gov::now_secs());
+            let offset = write_event_with_slots(cli, &event, vec![sealed], *wait)?;
+            print_written(
+                cli,
+                &format!("rotated secret '{name}' to version {}", current + 1),
+                offset,
+                None,
+            )
+        }
+        VaultCommand::Delete { name, auth, wait } => {
+            unlock(cli, auth, "delete", name, *wait)?;
+            let event = vault::events::delete(name, &auth.by, &gov::new_id(), gov::now_secs());
+            let offset = write_event(cli, &event, *wait)?;
+            print_written(
+                cli,
+                &format!("deleted secret '{name}' (its ciphertexts are erased)"),
+                offset,
+                None,
+            )
+        }
+        VaultCommand::Get { name, auth, wait } => {
+            let key = unlock(cli, auth, "read", name, *wait)?;
+            let ledger = Ledger::open_read_only(&cli.db, LogOptions::default(), t)?;
+            let secret = ledger
+                .with_governance(|g| g.vault(t).secret(name).cloned())?
+                .ok_or_else(|| meshflow_engine::ledger::LedgerError::NotFound {
+                    what: format!("secret '{name}'"),
+                })?;
+            let sealed = ledger.read_event_slot(secret.offset, 0)?.ok_or_else(|| {
+                meshflow_engine::ledger::LedgerError::NotFound {
+                    what: format!("the ciphertext of secret '{name}' (erased)"),
+                }
+            })?;
+            drop(ledger);
+            let value = vault::open_value(&key, t, name, secret.version, &sealed)?;
+            // The read is audited before the value is shown.
+            let event =
+                vault::events::access("read", name, &auth.by, &gov::new_id(), gov::now_secs());
+            write_event(cli, &event, *wait)?;
+            if cli.json {
+                let text = String::from_utf8_lossy(&value);
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"name": name, "version": secret.version, "value": text})
+                )?;
+            } else {
+                out.write_all(&value)?;
+                writeln!(out)?;
+            }
+            Ok(0)
+        }
+        VaultCommand::List { category, at } => {
+            let views = read_views(cli, *at)?;
+            let secrets = views.vault(t).list(category);
+            if cli.json {
+                let v: Vec<Value> = secrets.iter().map(|s| s.to_json()).collect();
+                writeln!(out, "{}", Value::Array(v))?;
+            } else if secrets.is_empty() {
+                writeln!(out, "No secrets.")?;
+            } else {
+                for s in secrets {
+                    writeln!(
+                        out,
+                        "{:<24} {:<12} v{:<3} {}  {}",
+                        s.name, s.category, s.version, s.secret_id, s.description
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+        VaultCommand::Audit { name, limit, at } => {
+            let views = read_views(cli, *at)?;
+            let entries = views.vault(t).audit(name.as_deref().unwrap_or(""), *limit);
+            if cli.json {
+                let v: Vec<Value> = entries.iter().map(|a| a.to_json()).collect();
+                writeln!(out, "{}", Value::Array(v))?;
+            } else if entries.is_empty() {
+                writeln!(out, "No vault audit entries.")?;
+            } else {
+                for a in entries {
+                    writeln!(
+                        out,
+                        "{:.6}  {:<14} {:<24} by {}",
+                        a.ts, a.operation, a.secret_name, a.accessed_by
                     )?;
                 }
             }

@@ -14,19 +14,22 @@ pub enum Family {
     Policy,
     /// SLA contracts and observations (breaches are derived).
     Sla,
+    /// Secrets (ciphertext in slot 0) and their audit trail.
+    Vault,
     /// The tenant registry (events under the `_system` tenant).
     Tenant,
 }
 
 impl Family {
     /// Every family, in kind order.
-    pub const ALL: [Family; 3] = [Family::Policy, Family::Sla, Family::Tenant];
+    pub const ALL: [Family; 4] = [Family::Policy, Family::Sla, Family::Vault, Family::Tenant];
 
     /// The record kind of this family's events.
     pub fn kind(self) -> u16 {
         match self {
             Family::Policy => 0x8201,
             Family::Sla => 0x8202,
+            Family::Vault => 0x8203,
             Family::Tenant => 0x8204,
         }
     }
@@ -41,6 +44,7 @@ impl Family {
         match self {
             Family::Policy => "policy",
             Family::Sla => "sla",
+            Family::Vault => "vault",
             Family::Tenant => "tenant",
         }
     }

@@ -11,12 +11,14 @@
 //! events. Neither scans the log: the runs view indexes every governance event (its
 //! checkpoint carries the index), and a view is rebuilt by reading just those records.
 //!
-//! Families so far: `policy` ([`policy`]), `sla` ([`sla`]) and `tenant` ([`tenant`]).
+//! Families so far: `policy` ([`policy`]), `sla` ([`sla`]), `vault` ([`vault`]) and `tenant`
+//! ([`tenant`]).
 
 pub mod event;
 pub mod policy;
 pub mod sla;
 pub mod tenant;
+pub mod vault;
 
 use std::collections::BTreeMap;
 
@@ -28,6 +30,7 @@ use crate::Error;
 use policy::PolicyState;
 use sla::SlaState;
 use tenant::TenantRegistry;
+use vault::VaultState;
 
 /// A fresh id for a governance record (UUID v4, as the reference's).
 pub fn new_id() -> String {
@@ -51,6 +54,8 @@ pub struct TenantViews {
     pub policy: PolicyState,
     /// SLA contracts, observations, breaches.
     pub sla: SlaState,
+    /// Secrets' metadata, where their ciphertexts are, the audit trail.
+    pub vault: VaultState,
 }
 
 static EMPTY_VIEWS: std::sync::LazyLock<TenantViews> =
@@ -83,6 +88,11 @@ impl GovState {
         &self.of(tenant).policy
     }
 
+    /// One tenant's vault view.
+    pub fn vault(&self, tenant: &str) -> &VaultState {
+        &self.of(tenant).vault
+    }
+
     /// One tenant's SLA view.
     pub fn sla(&self, tenant: &str) -> &SlaState {
         &self.of(tenant).sla
@@ -103,6 +113,7 @@ impl GovState {
         match event.family {
             Family::Policy => self.policy(tenant).check(event),
             Family::Sla => self.sla(tenant).check(event),
+            Family::Vault => self.vault(tenant).check(event),
             Family::Tenant => {
                 if tenant != SYSTEM_TENANT {
                     return Err(format!(
@@ -124,6 +135,7 @@ impl GovState {
             match event.family {
                 Family::Policy => views.policy.apply(event, offset)?,
                 Family::Sla => views.sla.apply(event)?,
+                Family::Vault => views.vault.apply(event, offset)?,
                 Family::Tenant => {}
             }
         }

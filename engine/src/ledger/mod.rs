@@ -249,13 +249,13 @@ impl Ledger {
             load_report,
             last_checkpoint: Mutex::new(last_checkpoint),
         };
-        Ok((
-            Ledger {
-                inner: Arc::new(inner),
-                tenant: tenant.to_string(),
-            },
-            report,
-        ))
+        let ledger = Ledger {
+            inner: Arc::new(inner),
+            tenant: tenant.to_string(),
+        };
+        // A vault erasure a crash interrupted is finished before anything else.
+        ledger.erase_retired_ciphertexts()?;
+        Ok((ledger, report))
     }
 
     /// Opens the ledger in `dir` for reading only (no lock; another process may be writing).
@@ -620,16 +620,110 @@ impl Ledger {
     /// sequencer checks it against the views first: a refusal is [`LedgerError::Conflict`]
     /// and writes nothing.
     pub fn append_event(&self, event: &Event) -> Result<u64, LedgerError> {
+        self.append_event_with_slots(event, Vec::new())
+    }
+
+    /// [`Ledger::append_event`] with erasable slots (a vault secret's ciphertext is slot 0).
+    /// After a vault event, the ciphertexts it retired (a deleted secret, a rotated-out
+    /// version) are erased before this returns.
+    pub fn append_event_with_slots(
+        &self,
+        event: &Event,
+        slots: Vec<Vec<u8>>,
+    ) -> Result<u64, LedgerError> {
         let log = self.inner.log.as_ref().ok_or(LedgerError::ReadOnly)?;
         let tenant = match event.family {
             Family::Tenant => crate::governance::SYSTEM_TENANT,
             _ => self.tenant.as_str(),
         };
-        let record = RecordInput::new(event.family.kind(), tenant, event.encode());
-        match log.append(record, Durability::Sync) {
-            Ok(receipt) => Ok(receipt.offset),
-            Err(Error::Rejected { reason }) => Err(LedgerError::Conflict { reason }),
-            Err(e) => Err(e.into()),
+        let mut record = RecordInput::new(event.family.kind(), tenant, event.encode());
+        record.slots = slots;
+        let offset = match log.append(record, Durability::Sync) {
+            Ok(receipt) => receipt.offset,
+            Err(Error::Rejected { reason }) => return Err(LedgerError::Conflict { reason }),
+            Err(e) => return Err(e.into()),
+        };
+        if event.family == Family::Vault {
+            self.erase_retired_ciphertexts()?;
+        }
+        Ok(offset)
+    }
+
+    /// Erases every retired vault ciphertext (of deleted secrets and rotated-out versions)
+    /// that is still in the log; the number of slots erased. Runs after each vault event and
+    /// when a writable ledger opens, so an erasure interrupted by a crash is redone.
+    pub fn erase_retired_ciphertexts(&self) -> Result<usize, LedgerError> {
+        let Some(log) = self.inner.log.as_ref() else {
+            return Ok(0);
+        };
+        let retired: Vec<(String, Vec<u64>)> = self.with_governance(|g| {
+            g.tenant_ids()
+                .map(|t| (t.to_string(), g.vault(t).retired().to_vec()))
+                .filter(|(_, r)| !r.is_empty())
+                .collect()
+        })?;
+        let mut erased = 0;
+        for (tenant, offsets) in retired {
+            let mut targets = Vec::new();
+            for offset in offsets {
+                if self.read_event_slot(offset, 0)?.is_some() {
+                    targets.push(crate::format::erasure::SlotRef {
+                        offset,
+                        slot_index: 0,
+                    });
+                }
+            }
+            if targets.is_empty() {
+                continue;
+            }
+            erased += targets.len();
+            log.erase(
+                &tenant,
+                targets,
+                br#"{"reason":"vault: ciphertext of a deleted secret or a rotated-out version"}"#
+                    .to_vec(),
+            )?;
+        }
+        Ok(erased)
+    }
+
+    /// The content of slot `slot` of the governance record at `offset`; `None` once erased.
+    pub fn read_event_slot(
+        &self,
+        offset: u64,
+        slot: usize,
+    ) -> Result<Option<Vec<u8>>, LedgerError> {
+        let view = self.refresh()?;
+        let at = view
+            .events
+            .binary_search_by_key(&offset, |e| e.offset)
+            .map_err(|_| LedgerError::NotFound {
+                what: format!("governance record at offset {offset}"),
+            })?;
+        let loc = view.events.get(at).copied().ok_or(LedgerError::NotFound {
+            what: format!("governance record at offset {offset}"),
+        })?;
+        drop(view);
+        let snapshot = self.inner.reader.snapshot()?;
+        let record = self.inner.reader.read_at_len(
+            &snapshot,
+            loc.segment_base,
+            u64::from(loc.position),
+            loc.offset,
+            Some(loc.frame_len),
+        )?;
+        let damaged = |why: String| {
+            LedgerError::Log(Error::corrupt(
+                crate::format::segment_header::segment_file_name(loc.segment_base),
+                u64::from(loc.position),
+                Some(offset),
+                why,
+            ))
+        };
+        match record.view().slot(slot) {
+            Ok(crate::format::slot::SlotView::Live { content, .. }) => Ok(Some(content.to_vec())),
+            Ok(crate::format::slot::SlotView::Erased { .. }) => Ok(None),
+            Err(e) => Err(damaged(format!("slot {slot}: {e:?}"))),
         }
     }
 

@@ -146,8 +146,9 @@ impl Client {
         &mut self,
         tenant: &str,
         event: &crate::governance::Event,
+        slots: &[Vec<u8>],
     ) -> Result<u64, ClientError> {
-        let response = self.request(&protocol::event_request(tenant, event))?;
+        let response = self.request(&protocol::event_request(tenant, event, slots))?;
         response
             .get("offset")
             .and_then(Value::as_u64)

@@ -109,6 +109,8 @@ pub enum Request {
         tenant: String,
         /// The event.
         event: crate::governance::Event,
+        /// Its erasable slots (a vault ciphertext), decoded from base64.
+        slots: Vec<Vec<u8>>,
     },
 }
 
@@ -132,6 +134,8 @@ struct RawRequest<'a> {
     family: Option<&'a RawValue>,
     #[serde(borrow, default)]
     event: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    slots: Option<&'a RawValue>,
 }
 
 /// Interprets one field's raw text as `T`, naming the field when it is not one.
@@ -246,17 +250,39 @@ fn parse_event(raw: &RawRequest<'_>) -> Result<Request, Refusal> {
     let event = crate::governance::Event { family, body };
     // The payload must decode as the log will read it.
     crate::governance::Event::decode(family, &event.encode()).map_err(Refusal::invalid)?;
-    Ok(Request::Event { tenant, event })
+    let slots = match raw.slots {
+        None => Vec::new(),
+        Some(raw) => {
+            use base64::Engine;
+            let texts: Vec<Cow<'_, str>> = field(raw, "slots", "an array of base64 strings")?;
+            texts
+                .iter()
+                .map(|t| base64::engine::general_purpose::STANDARD.decode(t.as_bytes()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| Refusal::invalid(format!("slots: not base64: {e}")))?
+        }
+    };
+    Ok(Request::Event {
+        tenant,
+        event,
+        slots,
+    })
 }
 
 /// An `event` request.
-pub fn event_request(tenant: &str, event: &crate::governance::Event) -> Value {
+pub fn event_request(tenant: &str, event: &crate::governance::Event, slots: &[Vec<u8>]) -> Value {
+    use base64::Engine;
+    let slots: Vec<String> = slots
+        .iter()
+        .map(|s| base64::engine::general_purpose::STANDARD.encode(s))
+        .collect();
     json!({
         "v": VERSION,
         "op": "event",
         "tenant": tenant,
         "family": event.family.name(),
         "event": event.body,
+        "slots": slots,
     })
 }
 

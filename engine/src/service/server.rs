@@ -594,18 +594,24 @@ async fn respond(body: &[u8], ledger: &Ledger, appends: &Appends) -> Vec<u8> {
                 },
             )
         }
-        Request::Event { tenant, event } => {
+        Request::Event {
+            tenant,
+            event,
+            slots,
+        } => {
             let handle = match ledger.with_tenant(&tenant) {
                 Ok(h) => h,
                 Err(e) => return protocol::encode(&protocol::ledger_error(&e)),
             };
-            protocol::encode(
-                &match tokio::task::spawn_blocking(move || handle.append_event(&event)).await {
-                    Ok(Ok(offset)) => json!({"ok": true, "offset": offset}),
-                    Ok(Err(e)) => protocol::ledger_error(&e),
-                    Err(_) => protocol::error("error", "the event could not be appended"),
-                },
-            )
+            protocol::encode(&match tokio::task::spawn_blocking(move || {
+                handle.append_event_with_slots(&event, slots)
+            })
+            .await
+            {
+                Ok(Ok(offset)) => json!({"ok": true, "offset": offset}),
+                Ok(Err(e)) => protocol::ledger_error(&e),
+                Err(_) => protocol::error("error", "the event could not be appended"),
+            })
         }
         Request::Append {
             tenant,
