@@ -5,7 +5,9 @@
 //! checkpoint plus tail are equal.
 
 use meshflow_engine::governance::policy::{self, Condition, Op};
-use meshflow_engine::governance::{sla, tenant, Event, GovState};
+use meshflow_engine::governance::{
+    alert, canary, flag, identity, lock, sla, tenant, Event, GovState,
+};
 use meshflow_engine::ledger::{Ledger, LedgerError};
 use meshflow_engine::log::LogOptions;
 use proptest::prelude::*;
@@ -149,6 +151,11 @@ enum Op_ {
     Suspend(u8),
     SlaDefine(u8, u8),
     SlaRecord(u8, u16, bool),
+    Identity(u8, bool),
+    Lock(u8, u8, u8),
+    Alert(u8, u8),
+    Flag(u8, bool),
+    Canary(u8, bool),
     Checkpoint,
 }
 
@@ -164,6 +171,11 @@ fn op_strategy() -> impl Strategy<Value = Op_> {
         (0u8..3, 1u8..50).prop_map(|(a, s)| Op_::SlaDefine(a, s)),
         (0u8..3, 0u16..2000, any::<bool>()).prop_map(|(a, l, ok)| Op_::SlaRecord(a, l, ok)),
         (0u8..3, 0u16..2000, any::<bool>()).prop_map(|(a, l, ok)| Op_::SlaRecord(a, l, ok)),
+        (0u8..3, any::<bool>()).prop_map(|(n, r)| Op_::Identity(n, r)),
+        (0u8..2, 0u8..2, 0u8..3).prop_map(|(r, o, a)| Op_::Lock(r, o, a)),
+        (0u8..4, 0u8..3).prop_map(|(n, a)| Op_::Alert(n, a)),
+        (0u8..3, any::<bool>()).prop_map(|(n, r)| Op_::Flag(n, r)),
+        (0u8..2, any::<bool>()).prop_map(|(n, o)| Op_::Canary(n, o)),
         Just(Op_::Checkpoint),
     ]
 }
@@ -207,6 +219,34 @@ proptest! {
                 Op_::SlaRecord(a, latency, ok) => Some(sla::events::record(
                     &format!("o{i}"), &format!("agent-{a}"), f64::from(*latency), *ok, i as f64,
                 ).unwrap()),
+                Op_::Identity(n, revoke) => Some(if *revoke {
+                    identity::events::revoke(&format!("bot-{n}"), i as f64)
+                } else {
+                    identity::events::register(&format!("id{i}"), &format!("bot-{n}"), &[], "meshflow", Map::new(), i as f64).unwrap()
+                }),
+                Op_::Lock(r, o, action) => {
+                    let (res, owner) = (format!("res-{r}"), format!("owner-{o}"));
+                    Some(match action {
+                        0 => lock::events::acquire(&format!("l{i}"), &res, &owner, 3.0, i as f64),
+                        1 => lock::events::release(&res, &owner, None, i as f64),
+                        _ => lock::events::extend(&res, &owner, 2.0, None, i as f64),
+                    })
+                }
+                Op_::Alert(n, action) => Some(match action {
+                    0 => alert::events::fire(&format!("a{n}"), "r", "bot", "m", "gt", 1.0, 2.0, "", i as f64).unwrap(),
+                    1 => alert::events::resolve(&format!("a{n}"), i as f64),
+                    _ => alert::events::ack(&format!("a{n}"), "ops", i as f64),
+                }),
+                Op_::Flag(n, rule) => Some(if *rule {
+                    flag::events::rule(&format!("r{i}"), &format!("flag-{n}"), i as i64 % 3, "k", "eq", json!("v"), json!(true), i as f64).unwrap()
+                } else {
+                    flag::events::define(&format!("f{i}"), &format!("flag-{n}"), "bool", json!(false), "", true, 100, i as f64).unwrap()
+                }),
+                Op_::Canary(n, outcome) => Some(if *outcome {
+                    canary::events::outcome(&format!("o{i}"), &format!("exp-{n}"), "canary", i % 2 == 0, 3.0, i as f64)
+                } else {
+                    canary::events::create(&format!("e{i}"), &format!("exp-{n}"), "s", "c", 0.5, 2, 0.9, 0.5, i as f64).unwrap()
+                }),
                 Op_::Checkpoint => {
                     ledger.checkpoint().unwrap();
                     None
@@ -232,7 +272,7 @@ proptest! {
             .unwrap();
         prop_assert_eq!(&incremental, &checkpointed);
         prop_assert_eq!(&incremental.policy("acme"), &rebuilt.policy("acme"));
-        prop_assert_eq!(&incremental.sla("acme"), &rebuilt.sla("acme"));
+        prop_assert_eq!(incremental.of("acme"), rebuilt.of("acme"));
         prop_assert_eq!(incremental.tenants(), rebuilt.tenants());
     }
 }

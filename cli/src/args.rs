@@ -90,6 +90,37 @@ pub enum Command {
         #[command(subcommand)]
         command: VaultCommand,
     },
+    /// Agent identities: register, revoke, list.
+    Identity {
+        /// What to do.
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
+    /// Canary experiments: create, outcome, status (with promote/rollback checks), promote,
+    /// rollback, route (sticky), list.
+    Canary {
+        /// What to do.
+        #[command(subcommand)]
+        command: CanaryCommand,
+    },
+    /// Locks with expiry and fencing tokens: acquire, release, extend, list, history.
+    Lock {
+        /// What to do.
+        #[command(subcommand)]
+        command: LockCommand,
+    },
+    /// Alerts: fire, resolve, ack, list.
+    Alert {
+        /// What to do.
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
+    /// Feature flags: define, rule, evaluate, list.
+    Flag {
+        /// What to do.
+        #[command(subcommand)]
+        command: FlagCommand,
+    },
     /// The tenant registry: create, list, get, suspend, activate, plan, delete (status only).
     Tenant {
         /// What to do.
@@ -667,6 +698,320 @@ pub enum VaultCommand {
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+}
+
+/// `meshflow identity …`
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Register an agent identity (its name is unique).
+    Register {
+        /// The agent's name.
+        name: String,
+        /// A capability (repeatable).
+        #[arg(long = "capability")]
+        capabilities: Vec<String>,
+        /// The issuer.
+        #[arg(long, default_value = "meshflow")]
+        issuer: String,
+        /// A JSON object of metadata.
+        #[arg(long)]
+        metadata: Option<String>,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Revoke an identity (by id or name).
+    Revoke {
+        /// Id or name.
+        agent: String,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// List identities, oldest first.
+    List {
+        /// Only unrevoked identities.
+        #[arg(long)]
+        active_only: bool,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+}
+
+/// `meshflow canary …`
+#[derive(Debug, Subcommand)]
+pub enum CanaryCommand {
+    /// Create an experiment.
+    Create {
+        /// Its unique name.
+        name: String,
+        /// The stable agent.
+        #[arg(long)]
+        stable: String,
+        /// The canary agent.
+        #[arg(long)]
+        canary: String,
+        /// Fraction of traffic to the canary.
+        #[arg(long, default_value_t = 0.1)]
+        split: f64,
+        /// Canary outcomes needed before a check passes.
+        #[arg(long, default_value_t = 10)]
+        min_requests: i64,
+        /// Promote at or above this success rate.
+        #[arg(long, default_value_t = 0.95)]
+        promote_threshold: f64,
+        /// Roll back below this one.
+        #[arg(long, default_value_t = 0.80)]
+        rollback_threshold: f64,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Record one outcome of a cohort (`stable` or `canary`).
+    Outcome {
+        /// Experiment name or id.
+        experiment: String,
+        /// `stable` or `canary`.
+        #[arg(long)]
+        cohort: String,
+        /// The call failed.
+        #[arg(long)]
+        failed: bool,
+        /// Latency, ms.
+        #[arg(long, default_value_t = 0.0)]
+        latency: f64,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Show an experiment with its cohorts and the promote / rollback checks.
+    Status {
+        /// Experiment name or id.
+        experiment: String,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// Promote (only when the promote check passes, unless --force).
+    Promote {
+        /// Experiment name or id.
+        experiment: String,
+        /// Promote whatever the check says.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Roll back (only when the rollback check passes, unless --force).
+    Rollback {
+        /// Experiment name or id.
+        experiment: String,
+        /// Roll back whatever the check says.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Pause or resume (`paused`, `active`).
+    SetStatus {
+        /// Experiment name or id.
+        experiment: String,
+        /// active, paused, promoted, rolled_back.
+        status: String,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Which cohort an entity is routed to (sticky).
+    Route {
+        /// Experiment name or id.
+        experiment: String,
+        /// The entity (user, session, agent).
+        entity: String,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// List experiments.
+    List {
+        #[command(flatten)]
+        at: AtOffset,
+    },
+}
+
+/// `meshflow lock …`
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Acquire a resource for TTL seconds; prints the fencing token.
+    Acquire {
+        /// The resource.
+        resource: String,
+        /// Who holds it.
+        #[arg(long)]
+        owner: String,
+        /// Seconds.
+        #[arg(long, default_value_t = 30.0)]
+        ttl: f64,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Release a held resource.
+    Release {
+        /// The resource.
+        resource: String,
+        /// The holder.
+        #[arg(long)]
+        owner: String,
+        /// The lease's fencing token (refused when stale).
+        #[arg(long)]
+        token: Option<u64>,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Extend a held lease.
+    Extend {
+        /// The resource.
+        resource: String,
+        /// The holder.
+        #[arg(long)]
+        owner: String,
+        /// Seconds to add.
+        #[arg(long)]
+        add: f64,
+        /// The lease's fencing token (refused when stale).
+        #[arg(long)]
+        token: Option<u64>,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Leases (unexpired ones unless --all).
+    List {
+        /// Expired leases too.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// The acquire / extend / release history, oldest first.
+    History {
+        /// Only this resource.
+        resource: Option<String>,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+}
+
+/// `meshflow alert …`
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Fire an alert.
+    Fire {
+        /// The agent.
+        agent: String,
+        /// The metric.
+        #[arg(long)]
+        metric: String,
+        /// gt, lt, gte, lte, eq.
+        #[arg(long, default_value = "gt")]
+        operator: String,
+        /// The threshold.
+        #[arg(long)]
+        threshold: f64,
+        /// The value that crossed it.
+        #[arg(long)]
+        value: f64,
+        /// The rule's name.
+        #[arg(long, default_value = "")]
+        rule: String,
+        /// Text (default: the reference's `<agent>.<metric> <op> <threshold> (value=…)`).
+        #[arg(long, default_value = "")]
+        message: String,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Resolve a firing alert.
+    Resolve {
+        /// Alert id.
+        alert_id: String,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Acknowledge a firing or resolved alert.
+    Ack {
+        /// Alert id.
+        alert_id: String,
+        /// Who.
+        #[arg(long, default_value = "cli")]
+        by: String,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Alerts, newest first.
+    List {
+        /// firing, resolved or acked.
+        #[arg(long, default_value = "")]
+        status: String,
+        /// Only this agent's.
+        #[arg(long, default_value = "")]
+        agent: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+}
+
+/// `meshflow flag …`
+#[derive(Debug, Subcommand)]
+pub enum FlagCommand {
+    /// Define a flag.
+    Define {
+        /// Its unique name.
+        name: String,
+        /// bool, string or number.
+        #[arg(long = "type", default_value = "bool")]
+        flag_type: String,
+        /// The default value, as JSON (`false`, `"blue"`, `3`).
+        #[arg(long, default_value = "false")]
+        default: String,
+        /// Percentage of entities the rules apply to (0..100).
+        #[arg(long, default_value_t = 100)]
+        rollout: i64,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Define it disabled.
+        #[arg(long)]
+        disabled: bool,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Add a targeting rule: when `KEY OP VALUE` holds, the flag gives RETURN.
+    Rule {
+        /// Flag name or id.
+        flag: String,
+        /// The condition `KEY OP VALUE` (eq, neq, in, gt, lt, gte, lte, contains).
+        #[arg(long = "when", value_name = "KEY OP VALUE")]
+        when: String,
+        /// The value to give, as JSON.
+        #[arg(long = "return", value_name = "JSON")]
+        return_value: String,
+        /// Higher first.
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i64,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Evaluate a flag for a context (a JSON object; `entity_id` or `agent_name` picks the
+    /// rollout bucket).
+    Evaluate {
+        /// Flag name or id.
+        flag: String,
+        /// The context.
+        #[arg(long, default_value = "{}")]
+        context: String,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// List flags with their rules.
+    List {
         #[command(flatten)]
         at: AtOffset,
     },

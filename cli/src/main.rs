@@ -95,6 +95,11 @@ fn main() -> ExitCode {
         Command::Tenant { command } => commands::governance::tenant(&cli, command),
         Command::Sla { command } => commands::governance::sla(&cli, command),
         Command::Vault { command } => commands::governance::vault(&cli, command),
+        Command::Identity { command } => commands::governance_more::identity(&cli, command),
+        Command::Canary { command } => commands::governance_more::canary(&cli, command),
+        Command::Lock { command } => commands::governance_more::lock(&cli, command),
+        Command::Alert { command } => commands::governance_more::alert(&cli, command),
+        Command::Flag { command } => commands::governance_more::flag(&cli, command),
         Command::Demo(demo) => commands::demo::run(&cli, demo),
         Command::Bench(bench) => commands::bench::run(bench),
     };

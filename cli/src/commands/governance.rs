@@ -20,7 +20,7 @@ use crate::args::{
 use crate::commands::ledger::open_write_waiting;
 
 /// Appends `event` for the command's tenant: through a running `serve`, or here.
-fn write_event(cli: &Cli, event: &Event, wait: WaitLock) -> Result<u64> {
+pub(crate) fn write_event(cli: &Cli, event: &Event, wait: WaitLock) -> Result<u64> {
     write_event_with_slots(cli, event, Vec::new(), wait)
 }
 
@@ -39,7 +39,7 @@ fn write_event_with_slots(
 }
 
 /// The governance views now, or just before `--at-offset N`.
-fn read_views(cli: &Cli, at: AtOffset) -> Result<GovState> {
+pub(crate) fn read_views(cli: &Cli, at: AtOffset) -> Result<GovState> {
     let ledger = Ledger::open_read_only(&cli.db, LogOptions::default(), &cli.tenant)?;
     Ok(match at.offset {
         Some(offset) => ledger.governance_at(offset)?,
@@ -47,11 +47,16 @@ fn read_views(cli: &Cli, at: AtOffset) -> Result<GovState> {
     })
 }
 
-fn usage(message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
     UsageError(message.into()).into()
 }
 
-fn print_written(cli: &Cli, what: &str, offset: u64, record: Option<Value>) -> Result<u8> {
+pub(crate) fn print_written(
+    cli: &Cli,
+    what: &str,
+    offset: u64,
+    record: Option<Value>,
+) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     if cli.json {
         let mut v = json!({"ok": true, "offset": offset});
@@ -66,7 +71,7 @@ fn print_written(cli: &Cli, what: &str, offset: u64, record: Option<Value>) -> R
 }
 
 /// `FIELD OP [VALUE]`: VALUE as JSON when it parses, as text otherwise.
-fn parse_condition(text: &str) -> Result<Condition> {
+pub(crate) fn parse_condition(text: &str) -> Result<Condition> {
     let mut parts = text.trim().splitn(3, char::is_whitespace);
     let field = parts.next().unwrap_or("").trim();
     let op = parts.next().unwrap_or("").trim();

@@ -18,11 +18,31 @@ pub enum Family {
     Vault,
     /// The tenant registry (events under the `_system` tenant).
     Tenant,
+    /// Agent identities.
+    Identity,
+    /// Canary experiments and their outcomes.
+    Canary,
+    /// Locks with expiry and fencing tokens.
+    Lock,
+    /// Alerts.
+    Alert,
+    /// Feature flags and their rules.
+    Flag,
 }
 
 impl Family {
     /// Every family, in kind order.
-    pub const ALL: [Family; 4] = [Family::Policy, Family::Sla, Family::Vault, Family::Tenant];
+    pub const ALL: [Family; 9] = [
+        Family::Policy,
+        Family::Sla,
+        Family::Vault,
+        Family::Tenant,
+        Family::Identity,
+        Family::Canary,
+        Family::Lock,
+        Family::Alert,
+        Family::Flag,
+    ];
 
     /// The record kind of this family's events.
     pub fn kind(self) -> u16 {
@@ -31,6 +51,11 @@ impl Family {
             Family::Sla => 0x8202,
             Family::Vault => 0x8203,
             Family::Tenant => 0x8204,
+            Family::Identity => 0x8206,
+            Family::Canary => 0x8207,
+            Family::Lock => 0x8208,
+            Family::Alert => 0x8209,
+            Family::Flag => 0x820A,
         }
     }
 
@@ -46,6 +71,11 @@ impl Family {
             Family::Sla => "sla",
             Family::Vault => "vault",
             Family::Tenant => "tenant",
+            Family::Identity => "identity",
+            Family::Canary => "canary",
+            Family::Lock => "lock",
+            Family::Alert => "alert",
+            Family::Flag => "flag",
         }
     }
 

@@ -11,10 +11,15 @@
 //! events. Neither scans the log: the runs view indexes every governance event (its
 //! checkpoint carries the index), and a view is rebuilt by reading just those records.
 //!
-//! Families so far: `policy` ([`policy`]), `sla` ([`sla`]), `vault` ([`vault`]) and `tenant`
-//! ([`tenant`]).
+//! Families: `policy`, `sla`, `vault`, `tenant`, `identity`, `canary`, `lock`, `alert`, `flag`
+//! (one module each); lineage is still to come.
 
+pub mod alert;
+pub mod canary;
 pub mod event;
+pub mod flag;
+pub mod identity;
+pub mod lock;
 pub mod policy;
 pub mod sla;
 pub mod tenant;
@@ -56,6 +61,16 @@ pub struct TenantViews {
     pub sla: SlaState,
     /// Secrets' metadata, where their ciphertexts are, the audit trail.
     pub vault: VaultState,
+    /// Agent identities.
+    pub identity: identity::IdentityState,
+    /// Canary experiments.
+    pub canary: canary::CanaryState,
+    /// Locks.
+    pub lock: lock::LockState,
+    /// Alerts.
+    pub alert: alert::AlertState,
+    /// Feature flags.
+    pub flag: flag::FlagState,
 }
 
 static EMPTY_VIEWS: std::sync::LazyLock<TenantViews> =
@@ -114,6 +129,11 @@ impl GovState {
             Family::Policy => self.policy(tenant).check(event),
             Family::Sla => self.sla(tenant).check(event),
             Family::Vault => self.vault(tenant).check(event),
+            Family::Identity => self.of(tenant).identity.check(event),
+            Family::Canary => self.of(tenant).canary.check(event),
+            Family::Lock => self.of(tenant).lock.check(event),
+            Family::Alert => self.of(tenant).alert.check(event),
+            Family::Flag => self.of(tenant).flag.check(event),
             Family::Tenant => {
                 if tenant != SYSTEM_TENANT {
                     return Err(format!(
@@ -136,6 +156,11 @@ impl GovState {
                 Family::Policy => views.policy.apply(event, offset)?,
                 Family::Sla => views.sla.apply(event)?,
                 Family::Vault => views.vault.apply(event, offset)?,
+                Family::Identity => views.identity.apply(event, offset)?,
+                Family::Canary => views.canary.apply(event)?,
+                Family::Lock => views.lock.apply(event)?,
+                Family::Alert => views.alert.apply(event, offset)?,
+                Family::Flag => views.flag.apply(event, offset)?,
                 Family::Tenant => {}
             }
         }
