@@ -6,7 +6,7 @@
 
 use meshflow_engine::governance::policy::{self, Condition, Op};
 use meshflow_engine::governance::{
-    alert, canary, flag, identity, lock, sla, tenant, Event, GovState,
+    alert, canary, flag, identity, lineage, lock, sla, tenant, Event, GovState,
 };
 use meshflow_engine::ledger::{Ledger, LedgerError};
 use meshflow_engine::log::LogOptions;
@@ -156,6 +156,9 @@ enum Op_ {
     Alert(u8, u8),
     Flag(u8, bool),
     Canary(u8, bool),
+    Node(u8),
+    Edge(u8, u8),
+    DeleteSubject(u8),
     Checkpoint,
 }
 
@@ -176,6 +179,9 @@ fn op_strategy() -> impl Strategy<Value = Op_> {
         (0u8..4, 0u8..3).prop_map(|(n, a)| Op_::Alert(n, a)),
         (0u8..3, any::<bool>()).prop_map(|(n, r)| Op_::Flag(n, r)),
         (0u8..2, any::<bool>()).prop_map(|(n, o)| Op_::Canary(n, o)),
+        (0u8..4).prop_map(Op_::Node),
+        (0u8..4, 0u8..4).prop_map(|(a, b)| Op_::Edge(a, b)),
+        (0u8..4).prop_map(Op_::DeleteSubject),
         Just(Op_::Checkpoint),
     ]
 }
@@ -247,11 +253,30 @@ proptest! {
                 } else {
                     canary::events::create(&format!("e{i}"), &format!("exp-{n}"), "s", "c", 0.5, 2, 0.9, 0.5, i as f64).unwrap()
                 }),
+                Op_::Node(_) | Op_::Edge(..) | Op_::DeleteSubject(_) => None,
                 Op_::Checkpoint => {
                     ledger.checkpoint().unwrap();
                     None
                 }
             };
+            let lineage_event = match op {
+                Op_::Node(n) => Some(lineage::events::add_node(
+                    &format!("n{n}"), "dataset", &format!("subject-{n}"), "", "", &Map::new(), i as f64,
+                ).unwrap()),
+                Op_::Edge(a, b) => Some(lineage::events::add_edge(
+                    &format!("e{i}"), &format!("n{a}"), &format!("n{b}"), "feeds", &Map::new(), i as f64,
+                ).unwrap()),
+                Op_::DeleteSubject(n) => Some(lineage::events::delete_subject(
+                    &format!("subject-{n}"), &[format!("n{n}")], i as f64,
+                )),
+                _ => None,
+            };
+            if let Some((e, slots)) = lineage_event {
+                match ledger.append_event_with_slots(&e, slots) {
+                    Ok(_) | Err(LedgerError::Conflict { .. }) => {}
+                    Err(other) => panic!("{other:?}"),
+                }
+            }
             if let Some(e) = event {
                 match ledger.append_event(&e) {
                     Ok(_) | Err(LedgerError::Conflict { .. }) => {}

@@ -90,6 +90,13 @@ pub enum Command {
         #[command(subcommand)]
         command: VaultCommand,
     },
+    /// The lineage graph: add-node, add-edge, upstream, downstream, impact, subgraph,
+    /// delete-subject (erases the subject's names and metadata), list.
+    Lineage {
+        /// What to do.
+        #[command(subcommand)]
+        command: LineageCommand,
+    },
     /// Agent identities: register, revoke, list.
     Identity {
         /// What to do.
@@ -1011,6 +1018,88 @@ pub enum FlagCommand {
         at: AtOffset,
     },
     /// List flags with their rules.
+    List {
+        #[command(flatten)]
+        at: AtOffset,
+    },
+}
+
+/// `meshflow lineage …`
+#[derive(Debug, Subcommand)]
+pub enum LineageCommand {
+    /// Add a node (its name and metadata are erasable).
+    AddNode {
+        /// The node's name.
+        name: String,
+        /// source, transform, sink, agent, tool, dataset, artifact, run.
+        #[arg(long)]
+        kind: String,
+        /// The node id (default: a new UUID).
+        #[arg(long)]
+        id: Option<String>,
+        /// The run it belongs to.
+        #[arg(long, default_value = "")]
+        run_id: String,
+        /// The agent.
+        #[arg(long, default_value = "")]
+        agent: String,
+        /// A JSON object of metadata.
+        #[arg(long)]
+        metadata: Option<String>,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Add an edge SOURCE → TARGET between known nodes.
+    AddEdge {
+        /// Source node id.
+        source: String,
+        /// Target node id.
+        target: String,
+        /// derived_from, produced_by, consumed_by, uses, feeds, depends_on, forked_from.
+        #[arg(long, default_value = "derived_from")]
+        relation: String,
+        /// A JSON object of metadata.
+        #[arg(long)]
+        metadata: Option<String>,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Everything a node derives from.
+    Upstream {
+        /// Node id.
+        node: String,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// Everything derived from a node.
+    Downstream {
+        /// Node id.
+        node: String,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// What a change to a node affects (its downstream).
+    Impact {
+        /// Node id.
+        node: String,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// A node with everything up- and downstream, and the edges among them.
+    Subgraph {
+        /// Node id.
+        node: String,
+        #[command(flatten)]
+        at: AtOffset,
+    },
+    /// Delete every node named NAME with its edges, and erase their names and metadata.
+    DeleteSubject {
+        /// The exact name.
+        name: String,
+        #[command(flatten)]
+        wait: WaitLock,
+    },
+    /// Every node and edge.
     List {
         #[command(flatten)]
         at: AtOffset,

@@ -96,6 +96,7 @@ fn main() -> ExitCode {
         Command::Sla { command } => commands::governance::sla(&cli, command),
         Command::Vault { command } => commands::governance::vault(&cli, command),
         Command::Identity { command } => commands::governance_more::identity(&cli, command),
+        Command::Lineage { command } => commands::governance_more::lineage(&cli, command),
         Command::Canary { command } => commands::governance_more::canary(&cli, command),
         Command::Lock { command } => commands::governance_more::lock(&cli, command),
         Command::Alert { command } => commands::governance_more::alert(&cli, command),

@@ -471,3 +471,78 @@ fn a_secret_value_appears_in_no_file_export_or_error_message() {
     ok(&db, &["audit", "verify", "--all"]);
     ok(&db, &["log", "verify"]);
 }
+
+#[test]
+fn delete_subject_erases_a_subjects_name_from_every_file_and_keeps_the_chains() {
+    // Proves lineage: edges only between known nodes, traces, and that delete-subject removes
+    // the subject's nodes and edges and leaves its name and metadata in no file.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let subject = "alice.subject@example.com";
+    ok(
+        &db,
+        &[
+            "lineage",
+            "add-node",
+            subject,
+            "--kind",
+            "source",
+            "--id",
+            "a",
+            "--metadata",
+            &format!("{{\"email\":\"{subject}\"}}"),
+        ],
+    );
+    ok(
+        &db,
+        &[
+            "lineage",
+            "add-node",
+            "clean",
+            "--kind",
+            "transform",
+            "--id",
+            "b",
+        ],
+    );
+    ok(
+        &db,
+        &[
+            "lineage", "add-node", "report", "--kind", "sink", "--id", "c",
+        ],
+    );
+    ok(
+        &db,
+        &["lineage", "add-edge", "a", "b", "--relation", "feeds"],
+    );
+    ok(
+        &db,
+        &["lineage", "add-edge", "b", "c", "--relation", "feeds"],
+    );
+    assert_eq!(at(&db, &["lineage", "add-edge", "a", "nowhere"]).0, 1);
+    assert_eq!(
+        at(&db, &["lineage", "add-node", "x", "--kind", "spaceship"]).0,
+        2
+    );
+    let down = json(&db, &["lineage", "impact", "a"]);
+    assert_eq!(down.as_array().unwrap().len(), 2);
+    let up = json(&db, &["lineage", "upstream", "c"]);
+    assert_eq!(up[1]["name"], subject);
+    ok(&db, &["lineage", "delete-subject", subject]);
+    let graph = json(&db, &["lineage", "list"]);
+    assert_eq!(graph["nodes"].as_array().unwrap().len(), 2);
+    assert_eq!(graph["edges"].as_array().unwrap().len(), 1);
+    ok(&db, &["log", "checkpoint"]);
+    for file in files_under(&db) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes
+                .windows(subject.len())
+                .any(|w| w == subject.as_bytes()),
+            "{} still holds the subject's name",
+            file.display()
+        );
+    }
+    ok(&db, &["log", "verify"]);
+    ok(&db, &["audit", "verify", "--all"]);
+}

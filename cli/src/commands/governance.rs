@@ -25,7 +25,7 @@ pub(crate) fn write_event(cli: &Cli, event: &Event, wait: WaitLock) -> Result<u6
 }
 
 /// [`write_event`] with erasable slots (a vault ciphertext).
-fn write_event_with_slots(
+pub(crate) fn write_event_with_slots(
     cli: &Cli,
     event: &Event,
     slots: Vec<Vec<u8>>,

@@ -5,12 +5,16 @@
 use std::io::Write;
 
 use anyhow::Result;
-use meshflow_engine::governance::{self as gov, alert, canary, flag, identity, lock};
+use meshflow_engine::governance::{self as gov, alert, canary, flag, identity, lineage, lock};
 use meshflow_engine::ledger::LedgerError;
 use serde_json::{json, Map, Value};
 
-use super::governance::{parse_condition, print_written, read_views, usage, write_event};
-use crate::args::{AlertCommand, CanaryCommand, Cli, FlagCommand, IdentityCommand, LockCommand};
+use super::governance::{
+    parse_condition, print_written, read_views, usage, write_event, write_event_with_slots,
+};
+use crate::args::{
+    AlertCommand, CanaryCommand, Cli, FlagCommand, IdentityCommand, LineageCommand, LockCommand,
+};
 
 fn not_found(what: String) -> anyhow::Error {
     LedgerError::NotFound { what }.into()
@@ -628,4 +632,148 @@ pub fn flag(cli: &Cli, command: &FlagCommand) -> Result<u8> {
             })
         }
     }
+}
+
+fn node_line(n: &Value) -> String {
+    format!(
+        "{:<38} {:<10} {}",
+        n["node_id"].as_str().unwrap_or(""),
+        n["kind"].as_str().unwrap_or(""),
+        n["name"].as_str().unwrap_or("")
+    )
+}
+
+/// `meshflow lineage …`
+pub fn lineage(cli: &Cli, command: &LineageCommand) -> Result<u8> {
+    let t = cli.tenant.as_str();
+    let nodes_out = |nodes: Vec<&lineage::Node>| {
+        let items = nodes.iter().map(|n| n.to_json()).collect();
+        print_list(cli, items, "No nodes.", node_line)
+    };
+    match command {
+        LineageCommand::AddNode {
+            name,
+            kind,
+            id,
+            run_id,
+            agent,
+            metadata,
+            wait,
+        } => {
+            let id = id.clone().unwrap_or_else(gov::new_id);
+            let (event, slots) = lineage::events::add_node(
+                &id,
+                kind,
+                name,
+                run_id,
+                agent,
+                &object(metadata, "--metadata")?,
+                gov::now_secs(),
+            )
+            .map_err(usage)?;
+            let offset = write_event_with_slots(cli, &event, slots, *wait)?;
+            print_written(
+                cli,
+                &format!("added node {id} ({kind} '{name}')"),
+                offset,
+                Some(json!({"node_id": id})),
+            )
+        }
+        LineageCommand::AddEdge {
+            source,
+            target,
+            relation,
+            metadata,
+            wait,
+        } => {
+            let id = gov::new_id();
+            let (event, slots) = lineage::events::add_edge(
+                &id,
+                source,
+                target,
+                relation,
+                &object(metadata, "--metadata")?,
+                gov::now_secs(),
+            )
+            .map_err(usage)?;
+            let offset = write_event_with_slots(cli, &event, slots, *wait)?;
+            print_written(
+                cli,
+                &format!("added edge {source} -[{relation}]-> {target}"),
+                offset,
+                Some(json!({"edge_id": id})),
+            )
+        }
+        LineageCommand::Upstream { node, at } => {
+            let views = read_views(cli, *at)?;
+            let g = &views.of(t).lineage;
+            g.node(node)
+                .ok_or_else(|| not_found(format!("node '{node}'")))?;
+            nodes_out(g.upstream(node))
+        }
+        LineageCommand::Downstream { node, at } | LineageCommand::Impact { node, at } => {
+            let views = read_views(cli, *at)?;
+            let g = &views.of(t).lineage;
+            g.node(node)
+                .ok_or_else(|| not_found(format!("node '{node}'")))?;
+            nodes_out(g.downstream(node))
+        }
+        LineageCommand::Subgraph { node, at } => {
+            let views = read_views(cli, *at)?;
+            let g = &views.of(t).lineage;
+            g.node(node)
+                .ok_or_else(|| not_found(format!("node '{node}'")))?;
+            let (nodes, edges) = g.subgraph(node);
+            graph_out(cli, &nodes, &edges)
+        }
+        LineageCommand::List { at } => {
+            let views = read_views(cli, *at)?;
+            let g = &views.of(t).lineage;
+            graph_out(cli, &g.nodes(), &g.edges())
+        }
+        LineageCommand::DeleteSubject { name, wait } => {
+            let views = read_views(cli, crate::args::AtOffset { offset: None })?;
+            let ids: Vec<String> = views
+                .of(t)
+                .lineage
+                .named(name)
+                .iter()
+                .map(|n| n.node_id.clone())
+                .collect();
+            drop(views);
+            if ids.is_empty() {
+                return Err(not_found(format!("lineage subject '{name}'")));
+            }
+            let (event, slots) = lineage::events::delete_subject(name, &ids, gov::now_secs());
+            let offset = write_event_with_slots(cli, &event, slots, *wait)?;
+            print_written(
+                cli,
+                &format!(
+                    "deleted {} node(s) of the subject and erased their names and metadata",
+                    ids.len()
+                ),
+                offset,
+                Some(json!({"nodes_deleted": ids.len()})),
+            )
+        }
+    }
+}
+
+fn graph_out(cli: &Cli, nodes: &[&lineage::Node], edges: &[&lineage::Edge]) -> Result<u8> {
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        let v = json!({
+            "nodes": nodes.iter().map(|n| n.to_json()).collect::<Vec<_>>(),
+            "edges": edges.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{v}")?;
+    } else {
+        for n in nodes {
+            writeln!(out, "{}", node_line(&n.to_json()))?;
+        }
+        for e in edges {
+            writeln!(out, "{} -[{}]-> {}", e.source_id, e.relation, e.target_id)?;
+        }
+    }
+    Ok(0)
 }

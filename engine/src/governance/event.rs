@@ -18,6 +18,8 @@ pub enum Family {
     Vault,
     /// The tenant registry (events under the `_system` tenant).
     Tenant,
+    /// The lineage graph (names and metadata in slots).
+    Lineage,
     /// Agent identities.
     Identity,
     /// Canary experiments and their outcomes.
@@ -32,11 +34,12 @@ pub enum Family {
 
 impl Family {
     /// Every family, in kind order.
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::Policy,
         Family::Sla,
         Family::Vault,
         Family::Tenant,
+        Family::Lineage,
         Family::Identity,
         Family::Canary,
         Family::Lock,
@@ -51,6 +54,7 @@ impl Family {
             Family::Sla => 0x8202,
             Family::Vault => 0x8203,
             Family::Tenant => 0x8204,
+            Family::Lineage => 0x8205,
             Family::Identity => 0x8206,
             Family::Canary => 0x8207,
             Family::Lock => 0x8208,
@@ -71,6 +75,7 @@ impl Family {
             Family::Sla => "sla",
             Family::Vault => "vault",
             Family::Tenant => "tenant",
+            Family::Lineage => "lineage",
             Family::Identity => "identity",
             Family::Canary => "canary",
             Family::Lock => "lock",

@@ -11,14 +11,15 @@
 //! events. Neither scans the log: the runs view indexes every governance event (its
 //! checkpoint carries the index), and a view is rebuilt by reading just those records.
 //!
-//! Families: `policy`, `sla`, `vault`, `tenant`, `identity`, `canary`, `lock`, `alert`, `flag`
-//! (one module each); lineage is still to come.
+//! Families: `policy`, `sla`, `vault`, `tenant`, `lineage`, `identity`, `canary`, `lock`,
+//! `alert`, `flag` (one module each).
 
 pub mod alert;
 pub mod canary;
 pub mod event;
 pub mod flag;
 pub mod identity;
+pub mod lineage;
 pub mod lock;
 pub mod policy;
 pub mod sla;
@@ -71,6 +72,8 @@ pub struct TenantViews {
     pub alert: alert::AlertState,
     /// Feature flags.
     pub flag: flag::FlagState,
+    /// The lineage graph.
+    pub lineage: lineage::LineageState,
 }
 
 static EMPTY_VIEWS: std::sync::LazyLock<TenantViews> =
@@ -123,9 +126,16 @@ impl GovState {
         self.next_offset
     }
 
-    /// Checks `event`, appended by `tenant`, against the state: `Err` is the refusal.
-    pub fn check(&self, tenant: &str, event: &Event) -> Result<(), String> {
+    /// Checks `event`, appended by `tenant` with these slot contents (`None`: erased),
+    /// against the state: `Err` is the refusal.
+    pub fn check(
+        &self,
+        tenant: &str,
+        event: &Event,
+        slots: &[Option<Vec<u8>>],
+    ) -> Result<(), String> {
         match event.family {
+            Family::Lineage => self.of(tenant).lineage.check(event, slots),
             Family::Policy => self.policy(tenant).check(event),
             Family::Sla => self.sla(tenant).check(event),
             Family::Vault => self.vault(tenant).check(event),
@@ -146,8 +156,14 @@ impl GovState {
     }
 
     /// Applies `event` of `tenant` at `offset` (checked again; a refusal changes nothing).
-    pub fn apply(&mut self, tenant: &str, event: &Event, offset: u64) -> Result<(), String> {
-        self.check(tenant, event)?;
+    pub fn apply(
+        &mut self,
+        tenant: &str,
+        event: &Event,
+        slots: &[Option<Vec<u8>>],
+        offset: u64,
+    ) -> Result<(), String> {
+        self.check(tenant, event, slots)?;
         if event.family == Family::Tenant {
             self.tenants.apply(event, offset)?;
         } else {
@@ -161,6 +177,7 @@ impl GovState {
                 Family::Lock => views.lock.apply(event)?,
                 Family::Alert => views.alert.apply(event, offset)?,
                 Family::Flag => views.flag.apply(event, offset)?,
+                Family::Lineage => views.lineage.apply(event, slots, offset)?,
                 Family::Tenant => {}
             }
         }
@@ -187,7 +204,8 @@ impl GovState {
         let tenant = std::str::from_utf8(view.tenant())
             .map_err(|_| located("a governance event whose tenant is not UTF-8".to_string()))?;
         let event = Event::decode(family, view.payload()).map_err(&located)?;
-        self.apply(tenant, &event, offset).map_err(|why| {
+        let slots = slot_contents(&view).map_err(&located)?;
+        self.apply(tenant, &event, &slots, offset).map_err(|why| {
             located(format!(
                 "a {} event that does not apply: {why}",
                 family.name()
@@ -221,4 +239,17 @@ impl GovState {
         self.next_offset = self.next_offset.max(end);
         Ok(())
     }
+}
+
+/// The contents of a frame's slots (`None` for an erased one).
+pub(crate) fn slot_contents(
+    frame: &crate::format::frame::FrameView<'_>,
+) -> Result<Vec<Option<Vec<u8>>>, String> {
+    (0..frame.slot_count())
+        .map(|i| match frame.slot(i) {
+            Ok(crate::format::slot::SlotView::Live { content, .. }) => Ok(Some(content.to_vec())),
+            Ok(crate::format::slot::SlotView::Erased { .. }) => Ok(None),
+            Err(e) => Err(format!("slot {i}: {e:?}")),
+        })
+        .collect()
 }

@@ -21,6 +21,9 @@ use crate::governance::{Event, Family};
 /// whether the batch is an identical retry.
 pub(crate) const DUPLICATE: &str = "duplicate step_id";
 
+/// A governance event admitted in the batch being checked: offset, tenant, event, slots.
+type StagedEvent = (u64, String, Event, Vec<Option<Vec<u8>>>);
+
 /// A run's head: how many steps it has and its last entry hash (zeros when empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RunHead {
@@ -139,7 +142,7 @@ impl Admission for LedgerAdmission {
         pending.clear();
         let mut admitted = Vec::with_capacity(batch.len());
         // At most one governance event a batch, checked against the state before the batch.
-        let mut governance: Option<(u64, String, Event)> = None;
+        let mut governance: Option<StagedEvent> = None;
         for (i, candidate) in batch.iter().enumerate() {
             let offset = first_offset + i as u64;
             let frame = &candidate.frame;
@@ -159,10 +162,14 @@ impl Admission for LedgerAdmission {
                     }
                 };
                 let tenant = String::from_utf8_lossy(frame.tenant()).into_owned();
-                if let Err(why) = state.governance.check(&tenant, &event) {
+                let slots = match crate::governance::slot_contents(frame) {
+                    Ok(s) => s,
+                    Err(why) => return AdmitDecision::Reject(why),
+                };
+                if let Err(why) = state.governance.check(&tenant, &event, &slots) {
                     return AdmitDecision::Reject(why);
                 }
-                governance = Some((offset, tenant, event));
+                governance = Some((offset, tenant, event, slots));
                 admitted.push(Admitted {
                     index: 0,
                     hash: [0; 32],
@@ -226,9 +233,9 @@ impl Admission for LedgerAdmission {
                 offset,
             });
         }
-        if let Some((offset, tenant, event)) = governance {
+        if let Some((offset, tenant, event, slots)) = governance {
             // Checked above against the same state: applying cannot be refused.
-            let _ = state.governance.apply(&tenant, &event, offset);
+            let _ = state.governance.apply(&tenant, &event, &slots, offset);
         }
         for p in pending.iter() {
             state.steps.insert(p.key, p.offset);

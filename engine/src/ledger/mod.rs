@@ -254,7 +254,7 @@ impl Ledger {
             tenant: tenant.to_string(),
         };
         // A vault erasure a crash interrupted is finished before anything else.
-        ledger.erase_retired_ciphertexts()?;
+        ledger.erase_retired_slots()?;
         Ok((ledger, report))
     }
 
@@ -643,33 +643,40 @@ impl Ledger {
             Err(Error::Rejected { reason }) => return Err(LedgerError::Conflict { reason }),
             Err(e) => return Err(e.into()),
         };
-        if event.family == Family::Vault {
-            self.erase_retired_ciphertexts()?;
+        if matches!(event.family, Family::Vault | Family::Lineage) {
+            self.erase_retired_slots()?;
         }
         Ok(offset)
     }
 
-    /// Erases every retired vault ciphertext (of deleted secrets and rotated-out versions)
-    /// that is still in the log; the number of slots erased. Runs after each vault event and
-    /// when a writable ledger opens, so an erasure interrupted by a crash is redone.
-    pub fn erase_retired_ciphertexts(&self) -> Result<usize, LedgerError> {
+    /// Erases every retired governance slot still in the log: vault ciphertexts of deleted
+    /// secrets and rotated-out versions, and the names and metadata of deleted lineage
+    /// subjects. Returns the number of slots erased. Runs after each vault or lineage event
+    /// and when a writable ledger opens, so an erasure interrupted by a crash is redone.
+    pub fn erase_retired_slots(&self) -> Result<usize, LedgerError> {
         let Some(log) = self.inner.log.as_ref() else {
             return Ok(0);
         };
-        let retired: Vec<(String, Vec<u64>)> = self.with_governance(|g| {
+        let retired: Vec<(String, Vec<(u64, u16)>)> = self.with_governance(|g| {
             g.tenant_ids()
-                .map(|t| (t.to_string(), g.vault(t).retired().to_vec()))
+                .map(|t| {
+                    let views = g.of(t);
+                    let mut slots: Vec<(u64, u16)> =
+                        views.vault.retired().iter().map(|o| (*o, 0)).collect();
+                    slots.extend_from_slice(views.lineage.retired());
+                    (t.to_string(), slots)
+                })
                 .filter(|(_, r)| !r.is_empty())
                 .collect()
         })?;
         let mut erased = 0;
-        for (tenant, offsets) in retired {
+        for (tenant, slots) in retired {
             let mut targets = Vec::new();
-            for offset in offsets {
-                if self.read_event_slot(offset, 0)?.is_some() {
+            for (offset, slot) in slots {
+                if self.read_event_slot(offset, usize::from(slot))?.is_some() {
                     targets.push(crate::format::erasure::SlotRef {
                         offset,
-                        slot_index: 0,
+                        slot_index: slot,
                     });
                 }
             }
@@ -680,7 +687,7 @@ impl Ledger {
             log.erase(
                 &tenant,
                 targets,
-                br#"{"reason":"vault: ciphertext of a deleted secret or a rotated-out version"}"#
+                br#"{"reason":"governance: a deleted secret's ciphertext or a deleted subject's data"}"#
                     .to_vec(),
             )?;
         }
