@@ -174,6 +174,10 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
         }
     }
 
+    // Every governance view gets events: tenants, policy, SLA, vault, lineage, identities,
+    // a canary, a lock, an alert and a flag.
+    let governance = populate_governance(&ledger, args.agents)?;
+
     // Verify everything: the log (frames, global chain, erased slots) and every run chain.
     let (log_report, chains) = ledger.verify_all()?;
     let invalid = chains.iter().filter(|r| !r.valid).count();
@@ -206,6 +210,7 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
         "head_hash": log_report.head_hash,
         "export_file": export_path.display().to_string(),
         "export_valid": export_valid,
+        "governance": governance,
         "valid": valid,
     });
     if cli.json {
@@ -253,10 +258,288 @@ fn print_human(out: &mut impl Write, s: &serde_json::Value) -> Result<()> {
         out,
         "verify it independently: python3 tools/verify_export.py {file}"
     )?;
+    let g = &s["governance"];
     writeln!(
         out,
-        "explore: meshflow --db {} runs | replay agent-00-run | trace agent-01-run",
+        "governance: {} tenant(s), {} policy rule(s) (verdict for a $0.05 step: {}), {} SLA contract(s) with {} breach(es), {} secret(s), {} lineage node(s), {} identities, {} canary experiment(s), {} lock event(s), {} alert(s), {} flag(s)",
+        g["tenants"], g["policy_rules"], g["policy_verdict"].as_str().unwrap_or(""),
+        g["sla_contracts"], g["sla_breaches"], g["vault_secrets"], g["lineage_nodes"],
+        g["identities"], g["canary_experiments"], g["lock_events"], g["alerts"], g["flags"]
+    )?;
+    writeln!(
+        out,
+        "explore: meshflow --db {} runs | replay agent-00-run | trace agent-01-run | policy list | sla breaches | lineage list",
         s["dir"].as_str().unwrap_or("")
     )?;
+    writeln!(
+        out,
+        "the demo vault's passphrase (random, this run only): {}",
+        g["vault_passphrase"].as_str().unwrap_or("")
+    )?;
     Ok(())
+}
+
+/// Appends events to every governance view and returns what the views then hold.
+fn populate_governance(ledger: &Ledger, agents: u64) -> Result<serde_json::Value> {
+    use meshflow_engine::governance::policy::{Condition, Op};
+    use meshflow_engine::governance::vault::{self, KdfParams};
+    use meshflow_engine::governance::{
+        self as gov, alert, canary, flag, identity, lineage, lock, policy, sla, tenant,
+    };
+    let now = gov::now_secs();
+    let t = "default";
+    let fail = |e: String| anyhow::anyhow!(e);
+    ledger.append_event(
+        &tenant::events::create(
+            "default",
+            "Demo Corp",
+            "default",
+            "pro",
+            Default::default(),
+            now,
+        )
+        .map_err(fail)?,
+    )?;
+    let over_budget = Condition {
+        field: "cost_usd".to_string(),
+        op: Op::Gt,
+        value: json!(0.01),
+    };
+    for (name, action, priority, conditions) in [
+        ("deny-over-budget", "deny", 10, vec![over_budget]),
+        (
+            "log-tool-calls",
+            "log",
+            20,
+            vec![Condition {
+                field: "node_kind".to_string(),
+                op: Op::Eq,
+                value: json!("tool"),
+            }],
+        ),
+        ("allow-all", "allow", 0, vec![]),
+    ] {
+        ledger.append_event(
+            &policy::events::add(
+                &gov::new_id(),
+                name,
+                action,
+                &conditions,
+                priority,
+                "demo",
+                "",
+                true,
+                now,
+            )
+            .map_err(fail)?,
+        )?;
+    }
+    let context = json!({"cost_usd": 0.05, "node_kind": "tool"});
+    let verdict = ledger.with_governance(|g| {
+        g.policy(t)
+            .evaluate(&context.as_object().cloned().unwrap_or_default(), "")
+    })?;
+    ledger.append_event(&policy::events::decision(
+        &gov::new_id(),
+        &verdict,
+        "demo-step",
+        now,
+    ))?;
+    ledger.append_event(
+        &sla::events::define(
+            &gov::new_id(),
+            "agent-00",
+            50.0,
+            100.0,
+            150.0,
+            0.1,
+            3600.0,
+            now,
+        )
+        .map_err(fail)?,
+    )?;
+    for i in 0..12u32 {
+        let latency = if i < 8 { 40.0 } else { 400.0 };
+        ledger.append_event(
+            &sla::events::record(
+                &gov::new_id(),
+                "agent-00",
+                latency,
+                i % 5 != 0,
+                now + f64::from(i),
+            )
+            .map_err(fail)?,
+        )?;
+    }
+    let passphrase = gov::new_id();
+    let (params, key) = KdfParams::create(t, passphrase.as_bytes())?;
+    ledger.append_event(&vault::events::init(&params, &gov::new_id(), "demo", now))?;
+    let sealed = vault::seal_value(&key, t, "openai-api-key", 1, gov::new_id().as_bytes())?;
+    ledger.append_event_with_slots(
+        &vault::events::put(
+            &gov::new_id(),
+            "openai-api-key",
+            "llm",
+            "demo key",
+            "demo",
+            &gov::new_id(),
+            now,
+        ),
+        vec![sealed],
+    )?;
+    ledger.append_event(&vault::events::access(
+        "read",
+        "openai-api-key",
+        "demo",
+        &gov::new_id(),
+        now,
+    ))?;
+    let (input, slots) = lineage::events::add_node(
+        "input",
+        "dataset",
+        "customer-tickets",
+        "",
+        "",
+        &Default::default(),
+        now,
+    )
+    .map_err(fail)?;
+    ledger.append_event_with_slots(&input, slots)?;
+    for a in 0..agents {
+        let node = format!("agent-{a:02}-run");
+        let (e, slots) = lineage::events::add_node(
+            &node,
+            "run",
+            &node,
+            &node,
+            &format!("agent-{a:02}"),
+            &Default::default(),
+            now,
+        )
+        .map_err(fail)?;
+        ledger.append_event_with_slots(&e, slots)?;
+        let (e, slots) = lineage::events::add_edge(
+            &gov::new_id(),
+            "input",
+            &node,
+            "feeds",
+            &Default::default(),
+            now,
+        )
+        .map_err(fail)?;
+        ledger.append_event_with_slots(&e, slots)?;
+        ledger.append_event(
+            &identity::events::register(
+                &gov::new_id(),
+                &format!("agent-{a:02}"),
+                &["llm_call".to_string()],
+                "meshflow",
+                Default::default(),
+                now,
+            )
+            .map_err(fail)?,
+        )?;
+    }
+    ledger.append_event(
+        &canary::events::create(
+            &gov::new_id(),
+            "model-upgrade",
+            "agent-00",
+            "agent-01",
+            0.2,
+            5,
+            0.9,
+            0.6,
+            now,
+        )
+        .map_err(fail)?,
+    )?;
+    for i in 0..6u32 {
+        ledger.append_event(&canary::events::outcome(
+            &gov::new_id(),
+            "model-upgrade",
+            "canary",
+            i != 3,
+            80.0,
+            now,
+        ))?;
+    }
+    ledger.append_event(&lock::events::acquire(
+        &gov::new_id(),
+        "nightly-report",
+        "agent-00",
+        30.0,
+        now,
+    ))?;
+    ledger.append_event(&lock::events::release(
+        "nightly-report",
+        "agent-00",
+        Some(1),
+        now + 1.0,
+    ))?;
+    let alert_id = gov::new_id();
+    ledger.append_event(
+        &alert::events::fire(
+            &alert_id,
+            "p99-latency",
+            "agent-00",
+            "latency_ms",
+            "gt",
+            150.0,
+            400.0,
+            "",
+            now,
+        )
+        .map_err(fail)?,
+    )?;
+    ledger.append_event(&alert::events::ack(&alert_id, "on-call", now + 2.0))?;
+    ledger.append_event(
+        &flag::events::define(
+            &gov::new_id(),
+            "new-planner",
+            "bool",
+            json!(false),
+            "",
+            true,
+            50,
+            now,
+        )
+        .map_err(fail)?,
+    )?;
+    ledger.append_event(
+        &flag::events::rule(
+            &gov::new_id(),
+            "new-planner",
+            1,
+            "tenant",
+            "eq",
+            json!("default"),
+            json!(true),
+            now,
+        )
+        .map_err(fail)?,
+    )?;
+    let summary = ledger.with_governance(|g| {
+        let v = g.of(t);
+        json!({
+            "tenants": g.tenants().list("").len(),
+            "policy_rules": v.policy.list("", false).len(),
+            "policy_verdict": verdict.action.name(),
+            "policy_decisions": v.policy.decisions(usize::MAX).len(),
+            "sla_contracts": v.sla.contracts().len(),
+            "sla_breaches": v.sla.all_breaches().len(),
+            "vault_secrets": v.vault.list("").len(),
+            "vault_audit": v.vault.all_audit().len(),
+            "lineage_nodes": v.lineage.nodes().len(),
+            "lineage_edges": v.lineage.edges().len(),
+            "identities": v.identity.list(false).len(),
+            "canary_experiments": v.canary.list().len(),
+            "canary_should_promote": v.canary.get("model-upgrade").is_some_and(|e| e.should_promote()),
+            "lock_events": v.lock.history("").len(),
+            "alerts": v.alert.list("", "", usize::MAX).len(),
+            "flags": v.flag.list().len(),
+            "vault_passphrase": passphrase,
+        })
+    })?;
+    Ok(summary)
 }
