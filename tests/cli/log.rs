@@ -28,8 +28,11 @@ fn demo(dir: &std::path::Path) {
     assert_eq!(code, 0, "{err}");
     let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
-        summary["records"], 202,
-        "200 steps, the erasure and a checkpoint-digest event"
+        summary["records"], 249,
+        "200 steps, the erasure, a checkpoint-digest event and the 47 governance events of \
+         4 agents (tenant, 3 rules and a decision, an SLA and 12 observations, 3 vault events, \
+         13 lineage nodes and edges, 4 identities, a canary and 6 outcomes, 2 lock, 2 alert \
+         and 2 flag events)"
     );
     assert_eq!(summary["valid"], true);
 }
@@ -59,12 +62,12 @@ fn demo_then_stats_verify_and_tail() {
     let (code, out, _) = run_meshflow(&["--db", db, "log", "verify", "--json"]);
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(report["records"], 202);
+    assert_eq!(report["records"], 249);
     assert_eq!(report["slots_erased"], 1);
     let (code, out, _) = run_meshflow(&["--db", db, "log", "stats", "--json"]);
     assert_eq!(code, 0);
     let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(stats["records"], 202);
+    assert_eq!(stats["records"], 249);
     assert_eq!(stats["head_hash"], report["head_hash"]);
     let (code, out, _) = run_meshflow(&[
         "--db", db, "log", "tail", "--from", "0", "--limit", "1000", "--json",
@@ -74,7 +77,7 @@ fn demo_then_stats_verify_and_tail() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 202);
+    assert_eq!(lines.len(), 249);
     assert_eq!(lines[0]["offset"], 0);
     let erased: Vec<&serde_json::Value> = lines
         .iter()
