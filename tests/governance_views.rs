@@ -354,3 +354,50 @@ fn deleting_or_rotating_a_secret_erases_its_old_ciphertexts_and_chains_still_ver
         .unwrap();
     assert_eq!(ops, ["delete", "rotate", "write", "init"]);
 }
+
+#[test]
+fn governance_checkpoints_are_written_with_the_runs_view_and_a_bad_one_is_rebuilt() {
+    // Proves the governance views are checkpointed (same offsets as the runs view), that a
+    // damaged checkpoint is refused and the views rebuilt from their events to the same
+    // state, and that an erasure of governance slots removes every governance checkpoint.
+    use meshflow_engine::ledger::checkpoint::governance as gc;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    for n in 0..20 {
+        ledger
+            .append_event(&rule(&format!("r{n}"), "allow", n, &[]))
+            .unwrap();
+    }
+    let (node, slots) =
+        lineage::events::add_node("n1", "dataset", "bob", "", "", &Map::new(), 1.0).unwrap();
+    ledger.append_event_with_slots(&node, slots).unwrap();
+    let binding = ledger.checkpoint().unwrap().unwrap();
+    assert_eq!(gc::list(dir.path()), vec![binding.offset]);
+    let expected = ledger.with_governance(Clone::clone).unwrap();
+    let read = |d: &std::path::Path| {
+        Ledger::open_read_only(d, LogOptions::default(), "acme")
+            .unwrap()
+            .with_governance(Clone::clone)
+            .unwrap()
+    };
+    assert_eq!(read(dir.path()), expected, "loaded from the checkpoint");
+    let file = dir
+        .path()
+        .join("checkpoints")
+        .join(gc::file_name(binding.offset));
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&file, bytes).unwrap();
+    assert_eq!(
+        read(dir.path()),
+        expected,
+        "a damaged checkpoint: rebuilt from the events"
+    );
+    let (delete, slots) = lineage::events::delete_subject("bob", &["n1".to_string()], 2.0);
+    ledger.append_event_with_slots(&delete, slots).unwrap();
+    assert!(
+        gc::list(dir.path()).is_empty(),
+        "erasure removes governance checkpoints"
+    );
+}

@@ -54,9 +54,20 @@ fn state(ledger: &Ledger) -> Vec<(String, Vec<[u8; 32]>)> {
         .collect()
 }
 
+/// The runs view's checkpoint files (the governance views' are beside them).
 fn checkpoint_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir.join(DIR))
-        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .map(|d| {
+            d.map(|e| e.unwrap().path())
+                .filter(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .starts_with("runs-")
+                })
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     files

@@ -11,7 +11,7 @@ use super::event::{check_name, Event, Family, Fields};
 pub const OPERATORS: [&str; 5] = ["gt", "lt", "gte", "lte", "eq"];
 
 /// An alert record.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     /// Id.
     pub alert_id: String,
@@ -105,7 +105,7 @@ fn significant(x: f64, digits: i32) -> String {
 }
 
 /// One tenant's alerts.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct AlertState {
     alerts: BTreeMap<String, Alert>,
 }

@@ -14,7 +14,7 @@ use super::event::{check_name, Event, Family, Fields};
 pub const STATUSES: [&str; 4] = ["active", "promoted", "rolled_back", "paused"];
 
 /// An experiment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Experiment {
     /// Id.
     pub experiment_id: String,
@@ -105,7 +105,7 @@ impl Experiment {
 }
 
 /// One tenant's experiments.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CanaryState {
     experiments: BTreeMap<String, Experiment>,
 }

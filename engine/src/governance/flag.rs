@@ -16,7 +16,7 @@ use super::policy::{Condition, Op};
 pub const TYPES: [&str; 3] = ["bool", "string", "number"];
 
 /// A flag definition.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Flag {
     /// Id.
     pub flag_id: String,
@@ -39,7 +39,7 @@ pub struct Flag {
 }
 
 /// A targeting rule.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FlagRule {
     /// Id.
     pub rule_id: String,
@@ -124,7 +124,7 @@ fn typed(flag_type: &str, v: &Value) -> Result<(), String> {
 }
 
 /// One tenant's flags.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct FlagState {
     flags: BTreeMap<String, Flag>,
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use super::event::{check_name, Event, Family, Fields};
 
 /// A registered agent identity.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     /// Id.
     pub agent_id: String,
@@ -47,7 +47,7 @@ impl Identity {
 }
 
 /// One tenant's identities.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct IdentityState {
     identities: BTreeMap<String, Identity>,
 }

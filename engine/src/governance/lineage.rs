@@ -36,7 +36,7 @@ pub const RELATIONS: [&str; 7] = [
 pub const REDACTED: &str = "[REDACTED]";
 
 /// A node.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     /// Id.
     pub node_id: String,
@@ -72,7 +72,7 @@ impl Node {
 }
 
 /// An edge.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Edge {
     /// Id.
     pub edge_id: String,
@@ -105,7 +105,7 @@ impl Edge {
 }
 
 /// One tenant's lineage graph.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct LineageState {
     nodes: BTreeMap<String, Node>,
     edges: BTreeMap<String, Edge>,

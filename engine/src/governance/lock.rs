@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::event::{check_name, Event, Family, Fields};
 
 /// A lease on a resource.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lease {
     /// The resource.
     pub resource_id: String,
@@ -45,7 +45,7 @@ impl Lease {
 }
 
 /// One entry of a resource's history.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LockEvent {
     /// The resource.
     pub resource_id: String,
@@ -73,7 +73,7 @@ impl LockEvent {
 }
 
 /// One tenant's locks.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct LockState {
     leases: BTreeMap<String, Lease>,
     tokens: BTreeMap<String, u64>,

@@ -54,7 +54,7 @@ pub fn now_secs() -> f64 {
 pub const SYSTEM_TENANT: &str = "_system";
 
 /// The views of one tenant.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TenantViews {
     /// Policy rules, decisions, default.
     pub policy: PolicyState,
@@ -80,7 +80,7 @@ static EMPTY_VIEWS: std::sync::LazyLock<TenantViews> =
     std::sync::LazyLock::new(TenantViews::default);
 
 /// Every governance view of one log.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GovState {
     tenants_views: BTreeMap<String, TenantViews>,
     tenants: TenantRegistry,

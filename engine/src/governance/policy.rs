@@ -11,7 +11,7 @@ use super::event::{check_name, Event, Family, Fields};
 use crate::ledger::export::python_float;
 
 /// What a rule does when it matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     /// Allow.
     Allow,
@@ -49,7 +49,7 @@ impl Action {
 }
 
 /// A condition operator (the reference's ten).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Op {
     /// Equal as text.
     Eq,
@@ -108,7 +108,7 @@ impl Op {
 }
 
 /// One condition of a rule: `context[field] op value`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Condition {
     /// The context key.
     pub field: String,
@@ -217,7 +217,7 @@ fn list_of(v: &Value) -> Vec<String> {
 }
 
 /// A policy rule.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rule {
     /// The rule's id (UUID v4 unless given).
     pub rule_id: String,
@@ -263,7 +263,7 @@ impl Rule {
 }
 
 /// A logged decision.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Decision {
     /// The decision's id.
     pub decision_id: String,
@@ -325,7 +325,7 @@ impl Verdict {
 }
 
 /// One tenant's policy state.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PolicyState {
     rules: BTreeMap<String, Rule>,
     names: BTreeMap<String, String>,

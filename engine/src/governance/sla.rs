@@ -15,7 +15,7 @@ pub const MIN_OBSERVATIONS: usize = 10;
 const METRICS: [&str; 4] = ["p50", "p95", "p99", "error_rate"];
 
 /// An SLA contract.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Contract {
     /// The contract's id (a new one each time the agent's contract is defined).
     pub contract_id: String,
@@ -62,7 +62,7 @@ impl Contract {
 }
 
 /// A breach: a metric entered breach with this observation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Breach {
     /// `<observation id>:<metric>` (derived, so the same in every rebuild).
     pub breach_id: String,
@@ -106,7 +106,7 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * scale).round() / scale
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Observation {
     latency_ms: f64,
     success: bool,
@@ -165,7 +165,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// One tenant's SLA state.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SlaState {
     contracts: BTreeMap<String, Contract>,
     observations: BTreeMap<String, Vec<Observation>>,

@@ -16,7 +16,7 @@ pub const PLANS: [&str; 3] = ["free", "pro", "enterprise"];
 pub const STATUSES: [&str; 3] = ["active", "suspended", "deleted"];
 
 /// A managed tenant.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tenant {
     /// The tenant id (the `--tenant` its data is written under).
     pub tenant_id: String,
@@ -52,7 +52,7 @@ impl Tenant {
 }
 
 /// The registry.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TenantRegistry {
     tenants: BTreeMap<String, Tenant>,
 }

@@ -28,7 +28,7 @@ const VERIFIER: &[u8] = b"meshflow vault v1 passphrase verifier";
 pub const VALUE_MAX: usize = 64 << 10;
 
 /// The key-derivation parameters recorded at `init`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KdfParams {
     /// Memory, KiB.
     pub m_kib: u32,
@@ -203,7 +203,7 @@ pub fn open_value(
 }
 
 /// A secret's metadata (the reference's shape) and where its ciphertext is.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Secret {
     /// Id.
     pub secret_id: String,
@@ -243,7 +243,7 @@ impl Secret {
 }
 
 /// One audit entry.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEntry {
     /// Id.
     pub audit_id: String,
@@ -275,7 +275,7 @@ impl AuditEntry {
 }
 
 /// One tenant's vault.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct VaultState {
     kdf: Option<KdfParams>,
     secrets: BTreeMap<String, Secret>,

@@ -77,11 +77,100 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
 }
 
 fn view_name_bytes() -> [u8; 16] {
+    name_bytes(VIEW_NAME)
+}
+
+fn name_bytes(name: &str) -> [u8; 16] {
     let mut out = [0u8; 16];
-    for (o, b) in out.iter_mut().zip(VIEW_NAME.as_bytes()) {
+    for (o, b) in out.iter_mut().zip(name.as_bytes()) {
         *o = *b;
     }
     out
+}
+
+/// A checkpoint file of view `name` (the layout above, whatever the state bytes are), bound
+/// to `offset` and the global hash of record `offset − 1`.
+pub fn seal(
+    name: &str,
+    logic: u32,
+    offset: u64,
+    global_hash: &[u8; 32],
+    state: &[u8],
+) -> (Vec<u8>, Binding) {
+    let digest: [u8; 32] = blake3::hash(state).into();
+    let mut out = Vec::with_capacity(HEADER_BYTES + state.len() + 4);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FILE_VERSION.to_le_bytes());
+    out.extend_from_slice(&logic.to_le_bytes());
+    out.extend_from_slice(&name_bytes(name));
+    out.extend_from_slice(&offset.to_le_bytes());
+    out.extend_from_slice(global_hash);
+    out.extend_from_slice(&digest);
+    out.extend_from_slice(&(state.len() as u64).to_le_bytes());
+    out.extend_from_slice(state);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    (
+        out,
+        Binding {
+            offset,
+            global_hash: *global_hash,
+            state_digest: digest,
+        },
+    )
+}
+
+/// Checks a checkpoint file of view `name` written by logic version `logic` (magic, versions,
+/// name, CRC, state digest) and returns its binding and state bytes.
+pub fn unseal<'a>(bytes: &'a [u8], name: &str, logic: u32) -> Result<(Binding, &'a [u8]), String> {
+    let (body, crc) = bytes
+        .split_last_chunk::<4>()
+        .ok_or("shorter than a checkpoint")?;
+    if crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
+        return Err("CRC mismatch".to_string());
+    }
+    let mut r = Reader {
+        bytes: body,
+        pos: 0,
+    };
+    if r.array::<8>()? != MAGIC {
+        return Err("not a checkpoint file (magic)".to_string());
+    }
+    let version = r.u32()?;
+    if version != FILE_VERSION {
+        return Err(format!(
+            "file format version {version}, expected {FILE_VERSION}"
+        ));
+    }
+    let found = r.u32()?;
+    if found != logic {
+        return Err(format!(
+            "written by view logic version {found}, this build has {logic}"
+        ));
+    }
+    if r.array::<16>()? != name_bytes(name) {
+        return Err("checkpoint of another view".to_string());
+    }
+    let offset = r.u64()?;
+    let global_hash = r.array::<32>()?;
+    let state_digest = r.array::<32>()?;
+    let state_len = usize::try_from(r.u64()?).map_err(|_| "state length")?;
+    let state = r.take(state_len)?;
+    if r.pos != body.len() {
+        return Err("trailing bytes".to_string());
+    }
+    let digest: [u8; 32] = blake3::hash(state).into();
+    if digest != state_digest {
+        return Err("state digest mismatch".to_string());
+    }
+    Ok((
+        Binding {
+            offset,
+            global_hash,
+            state_digest,
+        },
+        state,
+    ))
 }
 
 /// The state bytes of a view (deterministic: runs in key order).
@@ -126,26 +215,13 @@ pub fn encode_state(view: &RunsView) -> Vec<u8> {
 
 /// A whole checkpoint file for `view`, bound to the global hash of record `next_offset − 1`.
 pub fn encode(view: &RunsView, global_hash: &[u8; 32]) -> (Vec<u8>, Binding) {
-    let state = encode_state(view);
-    let digest: [u8; 32] = blake3::hash(&state).into();
-    let mut out = Vec::with_capacity(HEADER_BYTES + state.len() + 4);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FILE_VERSION.to_le_bytes());
-    out.extend_from_slice(&VIEW_LOGIC_VERSION.to_le_bytes());
-    out.extend_from_slice(&view_name_bytes());
-    out.extend_from_slice(&view.next_offset.to_le_bytes());
-    out.extend_from_slice(global_hash);
-    out.extend_from_slice(&digest);
-    out.extend_from_slice(&(state.len() as u64).to_le_bytes());
-    out.extend_from_slice(&state);
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    let binding = Binding {
-        offset: view.next_offset,
-        global_hash: *global_hash,
-        state_digest: digest,
-    };
-    (out, binding)
+    seal(
+        VIEW_NAME,
+        VIEW_LOGIC_VERSION,
+        view.next_offset,
+        global_hash,
+        &encode_state(view),
+    )
 }
 
 struct Reader<'a> {
@@ -184,55 +260,8 @@ impl<'a> Reader<'a> {
 /// Decodes a checkpoint file: checks magic, versions, view name, CRC and state digest. The
 /// binding to the log is the caller's to check.
 pub fn decode(bytes: &[u8]) -> Result<(RunsView, Binding), String> {
-    let (body, crc) = bytes
-        .split_last_chunk::<4>()
-        .ok_or("shorter than a checkpoint")?;
-    if crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
-        return Err("CRC mismatch".to_string());
-    }
-    let mut r = Reader {
-        bytes: body,
-        pos: 0,
-    };
-    if r.array::<8>()? != MAGIC {
-        return Err("not a checkpoint file (magic)".to_string());
-    }
-    let version = r.u32()?;
-    if version != FILE_VERSION {
-        return Err(format!(
-            "file format version {version}, expected {FILE_VERSION}"
-        ));
-    }
-    let logic = r.u32()?;
-    if logic != VIEW_LOGIC_VERSION {
-        return Err(format!(
-            "written by view logic version {logic}, this build has {VIEW_LOGIC_VERSION}"
-        ));
-    }
-    if r.array::<16>()? != view_name_bytes() {
-        return Err("checkpoint of another view".to_string());
-    }
-    let offset = r.u64()?;
-    let global_hash = r.array::<32>()?;
-    let state_digest = r.array::<32>()?;
-    let state_len = usize::try_from(r.u64()?).map_err(|_| "state length")?;
-    let state = r.take(state_len)?;
-    if r.pos != body.len() {
-        return Err("trailing bytes".to_string());
-    }
-    let digest: [u8; 32] = blake3::hash(state).into();
-    if digest != state_digest {
-        return Err("state digest mismatch".to_string());
-    }
-    let view = decode_state(state, offset)?;
-    Ok((
-        view,
-        Binding {
-            offset,
-            global_hash,
-            state_digest,
-        },
-    ))
+    let (binding, state) = unseal(bytes, VIEW_NAME, VIEW_LOGIC_VERSION)?;
+    Ok((decode_state(state, binding.offset)?, binding))
 }
 
 fn decode_state(state: &[u8], next_offset: u64) -> Result<RunsView, String> {
@@ -530,22 +559,151 @@ pub mod store {
         let io = |what: &str, e| Error::io(format!("{what} in {}", cdir.display()), e);
         create_private_dir(&cdir).map_err(|e| io("creating the checkpoint directory", e))?;
         let (bytes, binding) = encode(view, global_hash);
-        let name = file_name(binding.offset);
-        let tmp = cdir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let result = (|| -> std::io::Result<()> {
-            let mut f = create_private_file(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, cdir.join(&name))?;
-            std::fs::File::open(&cdir)?.sync_all()
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io("writing a checkpoint", e));
-        }
+        write_atomic(&cdir, &file_name(binding.offset), &bytes)
+            .map_err(|e| io("writing a checkpoint", e))?;
         for old in list(dir).into_iter().skip(keep) {
             let _ = std::fs::remove_file(cdir.join(file_name(old)));
         }
         Ok(binding)
+    }
+
+    /// Writes `bytes` as `cdir/name`: temporary file, fsync, rename, fsync of the directory.
+    pub(crate) fn write_atomic(cdir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let tmp = cdir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let result = (|| -> std::io::Result<()> {
+            let mut f = create_private_file(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, cdir.join(name))?;
+            std::fs::File::open(cdir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// The global hash of record `offset − 1` (zeros for offset 0; all ones when missing).
+    pub(crate) fn hash_before(reader: &LogReader, offset: u64) -> Result<[u8; 32], Error> {
+        Ok(match offset.checked_sub(1) {
+            None => [0; 32],
+            Some(last) => match reader.get(last)? {
+                Some(record) => record.view().hash(),
+                None => [0xff; 32],
+            },
+        })
+    }
+}
+
+/// Checkpoints of the governance views (`crate::governance::GovState`): files
+/// `checkpoints/governance-<offset>.ckpt` in the layout above, view name `governance`, the
+/// state bytes the views' JSON (maps in key order, so the same state gives the same bytes).
+/// They are written with the runs view's checkpoints, at the same offsets; a writer that
+/// erases governance slots removes them all (they may hold what was erased).
+pub mod governance {
+    use std::path::Path;
+
+    use super::store::{create_private_dir, hash_before, write_atomic};
+    use super::{seal, unseal, Binding, DIR};
+    use crate::error::Error;
+    use crate::governance::GovState;
+    use crate::log::LogReader;
+
+    /// The view name in the file header.
+    pub const VIEW: &str = "governance";
+    /// Version of the governance views' logic and state layout.
+    pub const LOGIC_VERSION: u32 = 1;
+
+    /// The file name of the checkpoint at `offset`.
+    pub fn file_name(offset: u64) -> String {
+        format!("{VIEW}-{offset:020}.ckpt")
+    }
+
+    fn parse_file_name(name: &str) -> Option<u64> {
+        let digits = name.strip_prefix("governance-")?.strip_suffix(".ckpt")?;
+        (digits.len() == 20).then(|| digits.parse().ok()).flatten()
+    }
+
+    /// Offsets of the governance checkpoints in `dir`, newest first.
+    pub fn list(dir: &Path) -> Vec<u64> {
+        let mut out: Vec<u64> = std::fs::read_dir(dir.join(DIR))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().to_str().and_then(parse_file_name))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        out
+    }
+
+    /// Writes `state` (covering every record below its `next_offset`) as a checkpoint bound
+    /// to `global_hash`; keeps the newest `keep`.
+    pub fn write(
+        dir: &Path,
+        state: &GovState,
+        global_hash: &[u8; 32],
+        keep: usize,
+    ) -> Result<Binding, Error> {
+        let cdir = dir.join(DIR);
+        let io = |what: &str, e| Error::io(format!("{what} in {}", cdir.display()), e);
+        create_private_dir(&cdir).map_err(|e| io("creating the checkpoint directory", e))?;
+        let json = serde_json::to_vec(state).map_err(|e| Error::InvalidInput {
+            reason: format!("the governance state does not serialise: {e}"),
+        })?;
+        let (bytes, binding) = seal(VIEW, LOGIC_VERSION, state.next_offset(), global_hash, &json);
+        write_atomic(&cdir, &file_name(binding.offset), &bytes)
+            .map_err(|e| io("writing a governance checkpoint", e))?;
+        for old in list(dir).into_iter().skip(keep) {
+            let _ = std::fs::remove_file(cdir.join(file_name(old)));
+        }
+        Ok(binding)
+    }
+
+    /// The newest governance checkpoint at or below `max_offset` that agrees with the log,
+    /// and why others were refused.
+    pub fn load(
+        dir: &Path,
+        reader: &LogReader,
+        max_offset: u64,
+    ) -> Result<(Option<GovState>, Vec<String>), Error> {
+        let mut rejected = Vec::new();
+        for offset in list(dir).into_iter().filter(|o| *o <= max_offset) {
+            let name = file_name(offset);
+            let refuse = |why: String| format!("{DIR}/{name}: {why}");
+            let bytes = match std::fs::read(dir.join(DIR).join(&name)) {
+                Ok(b) => b,
+                Err(e) => {
+                    rejected.push(refuse(format!("unreadable: {e}")));
+                    continue;
+                }
+            };
+            let (binding, json) = match unseal(&bytes, VIEW, LOGIC_VERSION) {
+                Ok(v) => v,
+                Err(why) => {
+                    rejected.push(refuse(why));
+                    continue;
+                }
+            };
+            if binding.offset != offset || hash_before(reader, offset)? != binding.global_hash {
+                rejected.push(refuse(format!(
+                    "it does not agree with the log at offset {offset}"
+                )));
+                continue;
+            }
+            match serde_json::from_slice::<GovState>(json) {
+                Ok(state) if state.next_offset() == offset => return Ok((Some(state), rejected)),
+                Ok(_) => rejected.push(refuse("its state covers another offset".to_string())),
+                Err(e) => rejected.push(refuse(format!("its state does not parse: {e}"))),
+            }
+        }
+        Ok((None, rejected))
+    }
+
+    /// Removes every governance checkpoint (after an erasure of governance slots).
+    pub fn remove_all(dir: &Path) {
+        for offset in list(dir) {
+            let _ = std::fs::remove_file(dir.join(DIR).join(file_name(offset)));
+        }
     }
 }

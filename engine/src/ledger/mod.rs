@@ -180,6 +180,16 @@ fn checkpoint_locked(
     *last = view.data_end;
     let binding = checkpoint::store::write(&inner.dir, view, &hash, CHECKPOINTS_KEPT)?;
     *last = binding.offset;
+    // The governance views at the same offset (best effort: they are rebuilt from their
+    // events, which the runs view indexes, when no checkpoint of them agrees).
+    {
+        let mut governance = inner.governance.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot = inner.reader.snapshot()?;
+        governance.catch_up(&inner.reader, &snapshot, &view.events, view.next_offset)?;
+        if governance.next_offset() == binding.offset {
+            let _ = checkpoint::governance::write(&inner.dir, &governance, &hash, CHECKPOINTS_KEPT);
+        }
+    }
     // Durable at once, so that a checkpoint whose digest event a crash lost stays the rare case.
     log.append(
         RecordInput::new(
@@ -190,6 +200,13 @@ fn checkpoint_locked(
         Durability::Sync,
     )?;
     Ok(Some(binding))
+}
+
+/// The governance views from their newest checkpoint at or below `end` that agrees with the
+/// log, or empty (they are then rebuilt from their events).
+fn load_governance(dir: &Path, reader: &LogReader, end: u64) -> Result<GovState, LedgerError> {
+    let (state, _rejected) = checkpoint::governance::load(dir, reader, end)?;
+    Ok(state.unwrap_or_default())
 }
 
 /// Checks a tenant for a handle: the log's rules, and not the engine's own `_system`.
@@ -233,7 +250,7 @@ impl Ledger {
         let reader = log.reader();
         let (view, load_report) = load_view(dir, &reader)?;
         let last_checkpoint = load_report.checkpoint_offset.unwrap_or(0);
-        let mut governance = GovState::default();
+        let mut governance = load_governance(dir, &reader, view.next_offset)?;
         governance.catch_up(&reader, &reader.snapshot()?, &view.events, view.next_offset)?;
         let mut writer_state = view.writer_state();
         writer_state.governance = governance.clone();
@@ -268,12 +285,13 @@ impl Ledger {
         check_handle_tenant(tenant)?;
         let reader = LogReader::open(dir, options)?;
         let (view, load_report) = load_view(dir, &reader)?;
+        let governance = load_governance(dir, &reader, view.next_offset)?;
         let inner = Inner {
             log: None,
             reader,
             dir: dir.to_path_buf(),
             view: Mutex::new(view),
-            governance: Mutex::new(GovState::default()),
+            governance: Mutex::new(governance),
             writer: None,
             load_report,
             last_checkpoint: Mutex::new(0),
@@ -684,6 +702,8 @@ impl Ledger {
                 continue;
             }
             erased += targets.len();
+            // Governance checkpoints may hold what is erased now (a subject's name).
+            checkpoint::governance::remove_all(&self.inner.dir);
             log.erase(
                 &tenant,
                 targets,
