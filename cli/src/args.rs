@@ -330,8 +330,10 @@ pub struct BenchArgs {
     #[arg(long, default_value = "ledger", value_parser = ["ledger", "log"])]
     pub layer: String,
     /// Phases to run, comma-separated: A, B, B64 (or B<W>), C, D (ledger only), E, S64 (or
-    /// S<W>: B<W> through the writer service's socket; ledger only). Default: all of them for
-    /// the layer.
+    /// S<W>: B<W> through the writer service's socket; ledger only; P: policy evaluation over
+    /// 1,000 rules; G: rebuilding every governance view from scratch; R / R10: reopening with
+    /// checkpoints the canonical log plus governance events, and 10× it). Default: A, B, B64,
+    /// C, D, E for the ledger, A, B, B64, C, E for the log.
     #[arg(long)]
     pub phases: Option<String>,
     /// Runs (R).

@@ -561,3 +561,258 @@ pub mod service {
         ))
     }
 }
+
+/// The governance views' phases (issue 5's bars):
+/// `P` policy evaluation over 1,000 rules (10% deny); `G` rebuilding every view from scratch
+/// (events per second, to compare with C's verified records per second); `R` and `R10`
+/// reopening with checkpoints a log of the canonical workload plus a fixed governance state,
+/// and the same log grown 10× in steps.
+pub mod governance {
+    use std::path::Path;
+    use std::time::Instant;
+
+    use serde_json::{json, Map, Value};
+
+    use super::PhaseResult;
+    use crate::governance::policy::{self, Condition, Op, PolicyState};
+    use crate::governance::{alert, identity, lock, sla, Event};
+    use crate::ledger::{Ledger, LedgerError};
+    use crate::log::{Durability, LogOptions, RecordInput};
+    use crate::workload::Workload;
+
+    const TENANT: &str = "default";
+
+    /// Rule `i` of the 1,000-rule policy: every tenth denies; conditions on an amount and a
+    /// region, so that about a third of the rules match a context.
+    fn bench_rule(i: u64) -> Event {
+        let action = match i % 10 {
+            0 => "deny",
+            1..=3 => "log",
+            _ => "allow",
+        };
+        let conditions = [
+            Condition {
+                field: "amount".to_string(),
+                op: Op::Gt,
+                value: json!(i * 7 % 1000),
+            },
+            Condition {
+                field: "region".to_string(),
+                op: if i.is_multiple_of(2) { Op::Eq } else { Op::Neq },
+                value: json!(format!("r{}", i % 20)),
+            },
+        ];
+        let prio = i64::try_from(i % 100).unwrap_or(0);
+        policy::events::add(
+            &format!("rule-{i}"),
+            &format!("rule-{i}"),
+            action,
+            &conditions,
+            prio,
+            "bench",
+            "",
+            true,
+            i as f64,
+        )
+        .unwrap_or_else(|_| policy::events::change("enable", "unreachable"))
+    }
+
+    fn context(j: u64) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("amount".into(), json!(j * 37 % 1200));
+        m.insert("region".into(), json!(format!("r{}", j % 20)));
+        m.insert("user".into(), json!(format!("u{j}")));
+        m
+    }
+
+    /// Phase P: `evaluations` evaluations of a 1,000-rule policy (10% deny), one thread.
+    pub fn phase_p(evaluations: u64) -> PhaseResult {
+        let mut state = PolicyState::default();
+        for i in 0..1000 {
+            let _ = state.apply(&bench_rule(i), i);
+        }
+        let contexts: Vec<Map<String, Value>> = (0..256).map(context).collect();
+        let started = Instant::now();
+        let mut denies = 0u64;
+        for j in 0..evaluations {
+            let ctx = contexts
+                .get((j % 256) as usize)
+                .cloned()
+                .unwrap_or_default();
+            if state.evaluate(&ctx, "").action == policy::Action::Deny {
+                denies += 1;
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        std::hint::black_box(denies);
+        PhaseResult {
+            phase: "P".to_string(),
+            records: evaluations,
+            secs,
+            unit: "evaluations/s",
+            latencies: Vec::new(),
+        }
+    }
+
+    /// Governance event `i` of phase G's mix: rules, SLA observations, alerts, identities and
+    /// lock cycles.
+    fn mixed_event(i: u64) -> Event {
+        let now = i as f64;
+        let fallback = || policy::events::change("enable", "unreachable");
+        match i % 8 {
+            0 => bench_rule(i),
+            1 | 2 => sla::events::record(
+                &format!("o{i}"),
+                &format!("agent-{}", i % 16),
+                (i % 500) as f64,
+                !i.is_multiple_of(17),
+                now,
+            )
+            .unwrap_or_else(|_| fallback()),
+            3 => alert::events::fire(
+                &format!("a{i}"),
+                "p99",
+                &format!("agent-{}", i % 16),
+                "latency_ms",
+                "gt",
+                100.0,
+                150.0,
+                "",
+                now,
+            )
+            .unwrap_or_else(|_| fallback()),
+            4 => identity::events::register(
+                &format!("id{i}"),
+                &format!("bot-{i}"),
+                &[],
+                "meshflow",
+                Map::new(),
+                now,
+            )
+            .unwrap_or_else(|_| fallback()),
+            5 => lock::events::acquire(&format!("l{i}"), &format!("res-{}", i % 64), "w", 1.0, now),
+            6 => lock::events::release(&format!("res-{}", (i - 1) % 64), "w", None, now),
+            _ => sla::events::define(
+                &format!("c{i}"),
+                &format!("agent-{}", i % 16),
+                100.0,
+                200.0,
+                300.0,
+                0.1,
+                3600.0,
+                now,
+            )
+            .unwrap_or_else(|_| fallback()),
+        }
+    }
+
+    /// Appends `events` governance events (phase G's mix) to the ledger, buffered, through a
+    /// pipelined appender, then syncs. Refused events (none in this mix) are skipped.
+    fn write_events(ledger: &Ledger, events: u64, first: u64) -> Result<(), LedgerError> {
+        let log = ledger.log().ok_or(LedgerError::ReadOnly)?;
+        let mut appender = log.appender();
+        for i in first..first + events {
+            let e = mixed_event(i);
+            appender.submit(
+                RecordInput::new(e.family.kind(), TENANT, e.encode()),
+                Durability::Buffered,
+            )?;
+            while appender.outstanding() > 4096 {
+                let _ = appender.next_receipts();
+            }
+        }
+        while appender.outstanding() > 0 {
+            let _ = appender.next_receipts();
+        }
+        appender.sync()?;
+        Ok(())
+    }
+
+    /// Phase G: writes `events` governance events to a fresh log in `dir`, then rebuilds every
+    /// view from scratch (checkpoints removed): the read-only open's scan and the views'
+    /// events applied. The rate is events per second of the rebuild.
+    pub fn phase_g(dir: &Path, events: u64) -> Result<PhaseResult, LedgerError> {
+        {
+            let ledger = Ledger::open(dir, LogOptions::default(), TENANT)?.0;
+            write_events(&ledger, events, 0)?;
+        }
+        let _ = std::fs::remove_dir_all(dir.join(crate::ledger::checkpoint::DIR));
+        let started = Instant::now();
+        let ledger = Ledger::open_read_only(dir, LogOptions::default(), TENANT)?;
+        let rules = ledger.with_governance(|g| g.policy(TENANT).list("", false).len())?;
+        let secs = started.elapsed().as_secs_f64();
+        std::hint::black_box(rules);
+        Ok(PhaseResult::records_per_sec("G", events, secs, Vec::new()))
+    }
+
+    /// Phases R / R10: a log of the canonical workload's steps (`scale` × its size) plus 8,000
+    /// governance events, closed with its checkpoints; the median of `tries` read-only reopens
+    /// that also bring the governance views up to date (`R`), and of loading the governance
+    /// views' checkpoint alone (`RG`).
+    pub fn phase_r(
+        dir: &Path,
+        workload: &Workload,
+        scale: u64,
+        tries: u32,
+    ) -> Result<Vec<PhaseResult>, LedgerError> {
+        let steps = workload.record_count() * scale;
+        {
+            let ledger = Ledger::open(dir, LogOptions::default(), TENANT)?.0;
+            write_events(&ledger, 8000, 0)?;
+            let mut appender = ledger.appender()?;
+            for i in 0..steps {
+                appender.submit(workload.step_request(i), Durability::Buffered)?;
+                while appender.outstanding() > 4096 {
+                    appender.next_receipt()?;
+                }
+            }
+            while appender.outstanding() > 0 {
+                appender.next_receipt()?;
+            }
+            appender.sync()?;
+        }
+        let mut times = Vec::new();
+        let mut governance = Vec::new();
+        for _ in 0..tries.max(1) {
+            let started = Instant::now();
+            let ledger = Ledger::open_read_only(dir, LogOptions::default(), TENANT)?;
+            let n = ledger.with_governance(|g| g.policy(TENANT).list("", false).len())?;
+            std::hint::black_box(n);
+            times.push(started.elapsed());
+            // The governance views alone: their newest checkpoint, loaded and checked.
+            let reader = crate::log::LogReader::open(dir, LogOptions::default())?;
+            let started = Instant::now();
+            let (state, _) = crate::ledger::checkpoint::governance::load(dir, &reader, u64::MAX)?;
+            std::hint::black_box(state.map(|s| s.next_offset()));
+            governance.push(started.elapsed());
+        }
+        let median = |mut v: Vec<std::time::Duration>| {
+            v.sort_unstable();
+            let m = v.get(v.len() / 2).copied().unwrap_or_default();
+            (m, v)
+        };
+        let suffix = if scale == 1 {
+            String::new()
+        } else {
+            scale.to_string()
+        };
+        let (all, times) = median(times);
+        let (gov, governance) = median(governance);
+        Ok(vec![
+            PhaseResult {
+                phase: format!("R{suffix}"),
+                records: steps + 8000,
+                secs: all.as_secs_f64(),
+                unit: "reopens/s",
+                latencies: times,
+            },
+            PhaseResult {
+                phase: format!("RG{suffix}"),
+                records: steps + 8000,
+                secs: gov.as_secs_f64(),
+                unit: "reopens/s",
+                latencies: governance,
+            },
+        ])
+    }
+}

@@ -19,6 +19,12 @@ enum Phase {
     D,
     E,
     SW(u64),
+    /// Policy evaluation over 1,000 rules.
+    P,
+    /// Rebuilding every governance view from scratch.
+    G,
+    /// Reopening with checkpoints: the canonical log (R) and 10× it (R10).
+    R(u64),
 }
 
 fn parse_phases(text: &str, writers: Option<u64>) -> Result<Vec<Phase>> {
@@ -30,16 +36,20 @@ fn parse_phases(text: &str, writers: Option<u64>) -> Result<Vec<Phase>> {
             "C" => Phase::C,
             "E" => Phase::E,
             "D" => Phase::D,
+            "P" => Phase::P,
+            "G" => Phase::G,
+            "R" => Phase::R(1),
+            "R10" => Phase::R(10),
             other if other.starts_with('S') => match other[1..].parse::<u64>() {
                 Ok(w) if w > 0 => Phase::SW(writers.unwrap_or(w)),
                 _ => bail!(UsageError(format!(
-                    "unknown phase '{other}' (A, B, B<W>, C, D, E, S<W>)"
+                    "unknown phase '{other}' (A, B, B<W>, C, D, E, S<W>, P, G, R, R10)"
                 ))),
             },
             other => match other.strip_prefix('B').map(str::parse::<u64>) {
                 Some(Ok(w)) if w > 0 => Phase::BW(writers.unwrap_or(w)),
                 _ => bail!(UsageError(format!(
-                    "unknown phase '{other}' (A, B, B<W>, C, D, E, S<W>)"
+                    "unknown phase '{other}' (A, B, B<W>, C, D, E, S<W>, P, G, R, R10)"
                 ))),
             },
         };
@@ -79,9 +89,16 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
         args.phases.as_deref().unwrap_or(default_phases),
         args.writers,
     )?;
-    if !ledger && phases.iter().any(|p| matches!(p, Phase::D | Phase::SW(_))) {
+    if !ledger
+        && phases.iter().any(|p| {
+            matches!(
+                p,
+                Phase::D | Phase::SW(_) | Phase::P | Phase::G | Phase::R(_)
+            )
+        })
+    {
         bail!(UsageError(
-            "phases D and S<W> need --layer ledger".to_string()
+            "phases D, S<W>, P, G, R and R10 need --layer ledger".to_string()
         ));
     }
     let workload = Workload {
@@ -158,6 +175,22 @@ fn run_phase(
         Phase::D => bail!(UsageError("phase D needs --layer ledger".to_string())),
         Phase::E if ledger => lg::phase_e(a_dir, 7)?,
         Phase::E => bench::phase_e(a_dir, 7)?,
+        Phase::P => bench::governance::phase_p(200_000),
+        Phase::G => {
+            let dir = root.join("phase-g");
+            remove_if_exists(&dir)?;
+            bench::governance::phase_g(&dir, total.min(200_000))?
+        }
+        Phase::R(scale) => {
+            let dir = root.join(format!("phase-r{scale}"));
+            remove_if_exists(&dir)?;
+            let results = bench::governance::phase_r(&dir, workload, *scale, 7)?;
+            remove_if_exists(&dir)?;
+            for r in &results {
+                emit(r)?;
+            }
+            return Ok(());
+        }
         Phase::SW(writers) => {
             let dir = root.join(format!("phase-s{writers}"));
             remove_if_exists(&dir)?;

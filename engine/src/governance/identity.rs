@@ -50,14 +50,18 @@ impl Identity {
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct IdentityState {
     identities: BTreeMap<String, Identity>,
+    /// Name → id.
+    names: BTreeMap<String, String>,
 }
 
 impl IdentityState {
     /// By id, or else by name.
     pub fn get(&self, id_or_name: &str) -> Option<&Identity> {
-        self.identities
-            .get(id_or_name)
-            .or_else(|| self.identities.values().find(|i| i.name == id_or_name))
+        self.identities.get(id_or_name).or_else(|| {
+            self.names
+                .get(id_or_name)
+                .and_then(|id| self.identities.get(id))
+        })
     }
 
     /// Oldest first; only unrevoked ones with `active_only`.
@@ -84,7 +88,7 @@ impl IdentityState {
                 if self.identities.contains_key(&i.agent_id) {
                     return Err(format!("an identity with id '{}' exists", i.agent_id));
                 }
-                if self.identities.values().any(|x| x.name == i.name) {
+                if self.names.contains_key(&i.name) {
                     return Err(format!("an identity named '{}' exists", i.name));
                 }
                 Ok(())
@@ -108,6 +112,7 @@ impl IdentityState {
         let f = Fields(&event.body);
         if event.op() == "register" {
             let i = identity_of(&f, offset)?;
+            self.names.insert(i.name.clone(), i.agent_id.clone());
             self.identities.insert(i.agent_id.clone(), i);
         } else {
             let id = self.get(f.str("agent")?).map(|i| i.agent_id.clone());

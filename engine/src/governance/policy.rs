@@ -3,6 +3,7 @@
 //! matching enabled `deny` rule wins; otherwise the highest-priority match; no match gives the
 //! tenant's default action (allow unless set to deny). Pure: no I/O, no clock.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
@@ -157,13 +158,14 @@ impl Condition {
             // A null value matches nothing but `exists`.
             return false;
         };
+        let text = text.as_ref();
         match self.op {
             Op::Exists => true,
             Op::Eq => py_str(&self.value).is_some_and(|v| v == text),
             Op::Neq => py_str(&self.value).is_none_or(|v| v != text),
-            Op::In => list_of(&self.value).contains(&text),
-            Op::NotIn => !list_of(&self.value).contains(&text),
-            Op::Contains => py_str(&self.value).is_some_and(|v| text.contains(&v)),
+            Op::In => in_list(&self.value, text),
+            Op::NotIn => !in_list(&self.value, text),
+            Op::Contains => py_str(&self.value).is_some_and(|v| text.contains(v.as_ref())),
             Op::Gt | Op::Lt | Op::Gte | Op::Lte => {
                 let (Some(a), Some(b)) = (py_float(actual), py_float(&self.value)) else {
                     return false;
@@ -180,19 +182,29 @@ impl Condition {
 }
 
 /// A value as Python's `str()` gives it (the reference compares text); `None` for null.
-fn py_str(v: &Value) -> Option<String> {
+/// Text is borrowed: evaluating a rule allocates only for numbers and booleans.
+fn py_str(v: &Value) -> Option<Cow<'_, str>> {
     match v {
         Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(true) => Some("True".to_string()),
-        Value::Bool(false) => Some("False".to_string()),
-        Value::Number(n) => Some(match (n.as_i64(), n.as_u64(), n.as_f64()) {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Bool(true) => Some(Cow::Borrowed("True")),
+        Value::Bool(false) => Some(Cow::Borrowed("False")),
+        Value::Number(n) => Some(Cow::Owned(match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => i.to_string(),
             (_, Some(u), _) => u.to_string(),
             (_, _, Some(f)) => python_float(f),
             _ => n.to_string(),
-        }),
-        other => Some(other.to_string()),
+        })),
+        other => Some(Cow::Owned(other.to_string())),
+    }
+}
+
+/// Whether `text` is in the list an `in` / `not_in` value stands for.
+fn in_list(v: &Value, text: &str) -> bool {
+    match v {
+        Value::Array(items) => items.iter().any(|i| py_str(i).is_some_and(|s| s == text)),
+        Value::String(s) => s.split(',').any(|p| p.trim() == text),
+        other => py_str(other).is_some_and(|s| s == text),
     }
 }
 
@@ -203,16 +215,6 @@ fn py_float(v: &Value) -> Option<f64> {
         Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
         Value::String(s) => s.trim().replace('_', "").parse::<f64>().ok(),
         _ => None,
-    }
-}
-
-/// The list an `in` / `not_in` rule value stands for: an array's items, or text split on
-/// commas and trimmed (the reference's form, which cannot hold a comma: W12).
-fn list_of(v: &Value) -> Vec<String> {
-    match v {
-        Value::Array(items) => items.iter().filter_map(py_str).collect(),
-        Value::String(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
-        other => py_str(other).into_iter().collect(),
     }
 }
 
@@ -324,6 +326,15 @@ impl Verdict {
     }
 }
 
+/// The order rules are listed and evaluated in: priority (descending), then `created_at`,
+/// then offset.
+fn list_order(a: &Rule, b: &Rule) -> std::cmp::Ordering {
+    b.priority
+        .cmp(&a.priority)
+        .then(a.created_at.total_cmp(&b.created_at))
+        .then(a.offset.cmp(&b.offset))
+}
+
 /// One tenant's policy state.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PolicyState {
@@ -350,12 +361,7 @@ impl PolicyState {
             .filter(|r| framework.is_empty() || r.framework == framework)
             .filter(|r| r.enabled || !enabled_only)
             .collect();
-        rules.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then(a.created_at.total_cmp(&b.created_at))
-                .then(a.offset.cmp(&b.offset))
-        });
+        rules.sort_by(|a, b| list_order(a, b));
         rules
     }
 
@@ -372,12 +378,28 @@ impl PolicyState {
     /// Evaluates `context` (deny-overrides): the first matching enabled `deny` rule in list
     /// order wins; otherwise the first match; otherwise the default.
     pub fn evaluate(&self, context: &Map<String, Value>, framework: &str) -> Verdict {
-        let rules = self.list(framework, true);
-        let matching: Vec<&&Rule> = rules.iter().filter(|r| r.matches(context)).collect();
-        let winner = matching
-            .iter()
-            .find(|r| r.action == Action::Deny)
-            .or_else(|| matching.first());
+        // One pass, no sorting: the first deny and the first match in list order.
+        let before = |a: &Rule, b: &Rule| list_order(a, b) == std::cmp::Ordering::Less;
+        let mut first: Option<&Rule> = None;
+        let mut first_deny: Option<&Rule> = None;
+        for rule in self.rules.values() {
+            if !rule.enabled || (!framework.is_empty() && rule.framework != framework) {
+                continue;
+            }
+            let earlier_than = |slot: Option<&Rule>| slot.is_none_or(|s| before(rule, s));
+            let wanted =
+                earlier_than(first) || (rule.action == Action::Deny && earlier_than(first_deny));
+            if !wanted || !rule.matches(context) {
+                continue;
+            }
+            if earlier_than(first) {
+                first = Some(rule);
+            }
+            if rule.action == Action::Deny && earlier_than(first_deny) {
+                first_deny = Some(rule);
+            }
+        }
+        let winner = first_deny.or(first);
         match winner {
             Some(rule) => Verdict {
                 action: rule.action,
@@ -652,6 +674,39 @@ mod tests {
         let mut s = PolicyState::default();
         add(&mut s, "all", "alert", 0, &[]);
         assert!(s.evaluate(&c, "").matched);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_pass_evaluation_equals_the_sorted_list_reading(
+            rules in proptest::collection::vec((0i64..4, 0u8..4, 0u8..3, any_bool(), 0u8..3), 0..30),
+            k in 0u8..3,
+        ) {
+            // Proves evaluate's single pass picks what the listed order says: the first
+            // matching deny, else the first match.
+            let mut s = PolicyState::default();
+            for (i, (prio, action, value, enabled, at)) in rules.iter().enumerate() {
+                let action = ["allow", "deny", "log", "alert"][usize::from(*action)];
+                let c = [cond("k", "eq", json!(value.to_string()))];
+                let e = events::add(&format!("id{i}"), &format!("r{i}"), action, &c, *prio,
+                    "custom", "", *enabled, f64::from(*at)).unwrap();
+                s.apply(&e, i as u64).unwrap();
+            }
+            let context = ctx(json!({"k": k.to_string()}));
+            let listed = s.list("", true);
+            let matching: Vec<&&Rule> = listed.iter().filter(|r| r.matches(&context)).collect();
+            let expected = matching
+                .iter()
+                .find(|r| r.action == Action::Deny)
+                .or_else(|| matching.first())
+                .map(|r| r.rule_id.clone())
+                .unwrap_or_default();
+            proptest::prop_assert_eq!(s.evaluate(&context, "").rule_id, expected);
+        }
+    }
+
+    fn any_bool() -> impl proptest::strategy::Strategy<Value = bool> {
+        proptest::bool::ANY
     }
 
     #[test]

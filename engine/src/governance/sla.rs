@@ -208,15 +208,16 @@ impl SlaState {
     }
 
     fn window_stats(&self, agent: &str, now: f64, window: f64) -> Stats {
-        let in_window: Vec<&Observation> = self
+        // Observations are kept in time order: the window is found by binary search.
+        let in_window: &[Observation] = self
             .observations
             .get(agent)
             .map(|all| {
-                all.iter()
-                    .filter(|o| o.ts >= now - window && o.ts <= now)
-                    .collect()
+                let from = all.partition_point(|o| o.ts < now - window);
+                let to = all.partition_point(|o| o.ts <= now);
+                all.get(from..to.max(from)).unwrap_or(&[])
             })
-            .unwrap_or_default();
+            .unwrap_or(&[]);
         let mut latencies: Vec<f64> = in_window.iter().map(|o| o.latency_ms).collect();
         latencies.sort_by(f64::total_cmp);
         let total = latencies.len();
@@ -263,7 +264,10 @@ impl SlaState {
             "record" => {
                 let (obs_id, agent, o) = observation_of(&f)?;
                 let ts = o.ts;
-                self.observations.entry(agent.clone()).or_default().push(o);
+                let all = self.observations.entry(agent.clone()).or_default();
+                // In time order (events usually arrive so: the insert is then a push).
+                let at = all.partition_point(|x| x.ts <= ts);
+                all.insert(at, o);
                 self.derive_breaches(&obs_id, &agent, ts);
             }
             other => return Err(format!("unknown sla op '{other}'")),
