@@ -128,7 +128,7 @@ fn policy_add(cli: &Cli, a: &PolicyAddArgs) -> Result<u8> {
     )
     .map_err(usage)?;
     let offset = write_event(cli, &event, a.wait)?;
-    let record = Value::Object(event.body.clone());
+    let record = event.to_value();
     print_written(
         cli,
         &format!("added policy rule '{}' ({})", a.name, a.action),
@@ -294,7 +294,7 @@ pub fn tenant(cli: &Cli, command: &TenantCommand) -> Result<u8> {
                 cli,
                 &format!("created tenant '{id}' ({name}, {plan})"),
                 offset,
-                Some(Value::Object(event.body.clone())),
+                Some(event.to_value()),
             )
         }
         TenantCommand::Suspend { tenant, wait } => set_status(cli, tenant, "suspended", *wait),
@@ -378,7 +378,7 @@ pub fn sla(cli: &Cli, command: &SlaCommand) -> Result<u8> {
                 cli,
                 &format!("SLA for '{agent}': p50 ≤ {p50} ms, p95 ≤ {p95} ms, p99 ≤ {p99} ms, errors ≤ {error_rate}"),
                 offset,
-                Some(Value::Object(event.body.clone())),
+                Some(event.to_value()),
             )
         }
         SlaCommand::Record {

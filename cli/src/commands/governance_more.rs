@@ -72,7 +72,7 @@ pub fn identity(cli: &Cli, command: &IdentityCommand) -> Result<u8> {
                 cli,
                 &format!("registered identity '{name}'"),
                 offset,
-                Some(Value::Object(event.body.clone())),
+                Some(event.to_value()),
             )
         }
         IdentityCommand::Revoke { agent, wait } => {
@@ -163,7 +163,7 @@ pub fn canary(cli: &Cli, command: &CanaryCommand) -> Result<u8> {
                 cli,
                 &format!("created experiment '{name}'"),
                 offset,
-                Some(Value::Object(event.body.clone())),
+                Some(event.to_value()),
             )
         }
         CanaryCommand::Outcome {
@@ -468,10 +468,14 @@ pub fn alert(cli: &Cli, command: &AlertCommand) -> Result<u8> {
                 cli,
                 &format!(
                     "alert {id} firing: {}",
-                    event.body["message"].as_str().unwrap_or("")
+                    event
+                        .body
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
                 ),
                 offset,
-                Some(Value::Object(event.body.clone())),
+                Some(event.to_value()),
             )
         }
         AlertCommand::Resolve { alert_id, wait } => {
@@ -555,7 +559,7 @@ pub fn flag(cli: &Cli, command: &FlagCommand) -> Result<u8> {
                 cli,
                 &format!("defined flag '{name}'"),
                 offset,
-                Some(Value::Object(event.body.clone())),
+                Some(event.to_value()),
             )
         }
         FlagCommand::Rule {

@@ -169,11 +169,17 @@ impl AlertState {
 
     /// Applies a checked event.
     pub fn apply(&mut self, event: &Event, offset: u64) -> Result<(), String> {
-        self.check(event)?;
         let f = Fields(&event.body);
+        if event.op() != "fire" {
+            self.check(event)?;
+        }
         match event.op() {
             "fire" => {
+                // Built once and checked here.
                 let a = alert_of(&f, offset)?;
+                if self.alerts.contains_key(&a.alert_id) {
+                    return Err(format!("alert '{}' exists", a.alert_id));
+                }
                 self.alerts.insert(a.alert_id.clone(), a);
             }
             op => {
@@ -231,10 +237,7 @@ pub mod events {
     use super::*;
 
     fn event(body: Value) -> Event {
-        Event {
-            family: Family::Alert,
-            body: body.as_object().cloned().unwrap_or_default(),
-        }
+        Event::from_value(Family::Alert, body)
     }
 
     /// Fires an alert; an empty message becomes the reference's default.

@@ -232,10 +232,7 @@ pub mod events {
     use super::*;
 
     fn event(body: Value) -> Event {
-        Event {
-            family: Family::Canary,
-            body: body.as_object().cloned().unwrap_or_default(),
-        }
+        Event::from_value(Family::Canary, body)
     }
 
     /// Creates an experiment.

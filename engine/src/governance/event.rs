@@ -1,6 +1,9 @@
 //! Governance events as log records (`docs/governance-events.md`): one record kind per view,
 //! critical (a reader that does not know a kind must not skip it), and a payload of one
-//! version byte followed by one JSON object `{"op": OP, ...}`. Pure: bytes in, values out.
+//! version byte followed by one JSON object `{"op": OP, ...}` (keys written in sorted order).
+//! Pure: bytes in, values out.
+
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
@@ -90,16 +93,40 @@ impl Family {
     }
 }
 
+/// A governance event's fields, in key order (a small ordered map: no hashing when the views
+/// read them back).
+pub type Body = BTreeMap<String, Value>;
+
 /// A governance event: its family, and its JSON object (with `op`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// Which view it belongs to.
     pub family: Family,
     /// The event's fields, `op` included.
-    pub body: Map<String, Value>,
+    pub body: Body,
 }
 
 impl Event {
+    /// The event of `family` with the fields of `body` (a JSON object; anything else gives
+    /// no fields, which no view accepts).
+    pub fn from_value(family: Family, body: Value) -> Event {
+        let body = match body {
+            Value::Object(map) => map.into_iter().collect(),
+            _ => Body::new(),
+        };
+        Event { family, body }
+    }
+
+    /// The fields as a JSON object.
+    pub fn to_value(&self) -> Value {
+        Value::Object(
+            self.body
+                .clone()
+                .into_iter()
+                .collect::<Map<String, Value>>(),
+        )
+    }
+
     /// The event's operation.
     pub fn op(&self) -> &str {
         self.body.get("op").and_then(Value::as_str).unwrap_or("")
@@ -127,7 +154,7 @@ impl Event {
                 "governance event version {version} (this engine reads {EVENT_VERSION})"
             ));
         }
-        let body: Map<String, Value> = serde_json::from_slice(json)
+        let body: Body = serde_json::from_slice(json)
             .map_err(|e| format!("a governance payload that is not a JSON object: {e}"))?;
         if !body.get("op").is_some_and(Value::is_string) {
             return Err("a governance event without an op".to_string());
@@ -137,7 +164,7 @@ impl Event {
 }
 
 /// Field access with typed errors, for the views' event readers.
-pub(crate) struct Fields<'a>(pub(crate) &'a Map<String, Value>);
+pub(crate) struct Fields<'a>(pub(crate) &'a Body);
 
 impl<'a> Fields<'a> {
     pub(crate) fn str(&self, key: &str) -> Result<&'a str, String> {
@@ -200,7 +227,7 @@ mod tests {
     #[test]
     fn payloads_round_trip_and_carry_their_version() {
         // Proves the payload layout: one version byte, then the JSON object, decoded back.
-        let mut body = Map::new();
+        let mut body = Body::new();
         body.insert("op".into(), Value::from("add"));
         body.insert("name".into(), Value::from("r"));
         let event = Event {
@@ -209,7 +236,7 @@ mod tests {
         };
         let bytes = event.encode();
         assert_eq!(bytes[0], EVENT_VERSION);
-        assert_eq!(&bytes[1..], br#"{"op":"add","name":"r"}"#);
+        assert_eq!(&bytes[1..], br#"{"name":"r","op":"add"}"#, "keys in order");
         assert_eq!(Event::decode(Family::Policy, &bytes).unwrap(), event);
     }
 

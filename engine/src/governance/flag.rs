@@ -245,10 +245,7 @@ pub mod events {
     use super::*;
 
     fn event(body: Value) -> Event {
-        Event {
-            family: Family::Flag,
-            body: body.as_object().cloned().unwrap_or_default(),
-        }
+        Event::from_value(Family::Flag, body)
     }
 
     /// Defines a flag.

@@ -108,13 +108,17 @@ impl IdentityState {
 
     /// Applies a checked event.
     pub fn apply(&mut self, event: &Event, offset: u64) -> Result<(), String> {
-        self.check(event)?;
         let f = Fields(&event.body);
         if event.op() == "register" {
+            // Built once and checked here.
             let i = identity_of(&f, offset)?;
+            if self.identities.contains_key(&i.agent_id) || self.names.contains_key(&i.name) {
+                return self.check(event);
+            }
             self.names.insert(i.name.clone(), i.agent_id.clone());
             self.identities.insert(i.agent_id.clone(), i);
         } else {
+            self.check(event)?;
             let id = self.get(f.str("agent")?).map(|i| i.agent_id.clone());
             if let Some(i) = id.and_then(|id| self.identities.get_mut(&id)) {
                 i.revoked = true;
@@ -159,10 +163,7 @@ pub mod events {
     use super::*;
 
     fn event(body: Value) -> Event {
-        Event {
-            family: Family::Identity,
-            body: body.as_object().cloned().unwrap_or_default(),
-        }
+        Event::from_value(Family::Identity, body)
     }
 
     /// Registers an identity.

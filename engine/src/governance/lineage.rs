@@ -357,10 +357,7 @@ pub mod events {
     use super::*;
 
     fn event(body: Value) -> Event {
-        Event {
-            family: Family::Lineage,
-            body: body.as_object().cloned().unwrap_or_default(),
-        }
+        Event::from_value(Family::Lineage, body)
     }
 
     /// A node: slot 0 is its name, slot 1 its metadata.

@@ -207,10 +207,7 @@ pub mod events {
     use super::*;
 
     fn event(body: Value) -> Event {
-        Event {
-            family: Family::Lock,
-            body: body.as_object().cloned().unwrap_or_default(),
-        }
+        Event::from_value(Family::Lock, body)
     }
 
     /// Acquires `resource` for `ttl_s` seconds.

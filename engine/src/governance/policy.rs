@@ -131,13 +131,20 @@ impl Condition {
         {
             return Err(format!("unknown condition field '{k}'"));
         }
-        let f = Fields(obj);
-        let field = f.str("field")?.to_string();
+        let field = obj
+            .get("field")
+            .and_then(Value::as_str)
+            .ok_or("'field' must be a string")?
+            .to_string();
         check_name("a condition's field", &field)?;
+        let op = obj
+            .get("op")
+            .and_then(Value::as_str)
+            .ok_or("'op' must be a string")?;
         Ok(Condition {
             field,
-            op: Op::parse(f.str("op")?)?,
-            value: f.value("value").cloned().unwrap_or(Value::Null),
+            op: Op::parse(op)?,
+            value: obj.get("value").cloned().unwrap_or(Value::Null),
         })
     }
 
@@ -453,11 +460,17 @@ impl PolicyState {
 
     /// Applies a checked event at `offset`.
     pub fn apply(&mut self, event: &Event, offset: u64) -> Result<(), String> {
-        self.check(event)?;
         let f = Fields(&event.body);
+        if event.op() != "add" {
+            self.check(event)?;
+        }
         match event.op() {
             "add" => {
+                // Built once and checked here (the most frequent event of the view).
                 let rule = rule_of(&f, offset)?;
+                if self.names.contains_key(&rule.name) || self.rules.contains_key(&rule.rule_id) {
+                    return self.check(event);
+                }
                 self.names.insert(rule.name.clone(), rule.rule_id.clone());
                 self.rules.insert(rule.rule_id.clone(), rule);
             }
@@ -538,10 +551,7 @@ pub mod events {
     use super::*;
 
     fn event(body: Value) -> Event {
-        Event {
-            family: Family::Policy,
-            body: body.as_object().cloned().unwrap_or_default(),
-        }
+        Event::from_value(Family::Policy, body)
     }
 
     /// A new rule. Checks the fields here, so a bad rule is refused before anything is sent.

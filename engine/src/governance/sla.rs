@@ -363,10 +363,7 @@ pub mod events {
     use super::*;
 
     fn event(body: Value) -> Event {
-        Event {
-            family: Family::Sla,
-            body: body.as_object().cloned().unwrap_or_default(),
-        }
+        Event::from_value(Family::Sla, body)
     }
 
     /// Defines (or replaces) an agent's contract; the thresholds are checked here.

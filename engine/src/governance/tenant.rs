@@ -192,10 +192,7 @@ pub mod events {
     use super::*;
 
     fn event(body: Value) -> Event {
-        Event {
-            family: Family::Tenant,
-            body: body.as_object().cloned().unwrap_or_default(),
-        }
+        Event::from_value(Family::Tenant, body)
     }
 
     /// A new tenant; its fields are checked here.

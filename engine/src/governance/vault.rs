@@ -500,10 +500,7 @@ pub mod events {
     use super::*;
 
     fn event(body: Value) -> Event {
-        Event {
-            family: Family::Vault,
-            body: body.as_object().cloned().unwrap_or_default(),
-        }
+        Event::from_value(Family::Vault, body)
     }
 
     /// Initialises a vault with these parameters.

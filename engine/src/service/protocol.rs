@@ -241,7 +241,7 @@ fn parse_event(raw: &RawRequest<'_>) -> Result<Request, Refusal> {
     )?;
     let family = crate::governance::Family::from_name(&family)
         .ok_or_else(|| Refusal::invalid(format!("unknown event family '{family}'")))?;
-    let body: serde_json::Map<String, Value> = field(
+    let body: crate::governance::event::Body = field(
         raw.event
             .ok_or_else(|| Refusal::invalid("an event request carries 'event'"))?,
         "event",
@@ -281,7 +281,7 @@ pub fn event_request(tenant: &str, event: &crate::governance::Event, slots: &[Ve
         "op": "event",
         "tenant": tenant,
         "family": event.family.name(),
-        "event": event.body,
+        "event": event.to_value(),
         "slots": slots,
     })
 }
