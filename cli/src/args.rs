@@ -366,11 +366,15 @@ pub struct WaitLock {
 }
 
 /// Which state a read command shows.
-#[derive(Debug, Args, Clone, Copy)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct AtOffset {
     /// Show the view as it was just before this log offset (default: now).
-    #[arg(long = "at-offset", value_name = "N")]
+    #[arg(long = "at-offset", value_name = "N", conflicts_with = "time")]
     pub offset: Option<u64>,
+    /// Show the view as it was at this time: RFC 3339 UTC (`2026-11-25T10:00:00Z`) or Unix
+    /// seconds.
+    #[arg(long = "at-time", value_name = "T")]
+    pub time: Option<String>,
 }
 
 /// `meshflow policy …`

@@ -263,6 +263,15 @@ fn refusals_write_nothing_and_past_offsets_show_past_state() {
         &["policy", "list", "--at-offset", &(offset + 1).to_string()],
     );
     assert_eq!(past.as_array().unwrap().len(), 1);
+    let before = json(db, &["policy", "list", "--at-time", "1970-01-01T00:00:01Z"]);
+    assert_eq!(
+        before.as_array().unwrap().len(),
+        0,
+        "before the first record"
+    );
+    let later = json(db, &["policy", "list", "--at-time", "4000000000"]);
+    assert_eq!(later.as_array().unwrap().len(), 2, "after the last record");
+    assert_eq!(at(db, &["policy", "list", "--at-time", "soon"]).0, 2);
     let (code, _, _) = at(db, &["tenant", "get", "nobody"]);
     assert_eq!(code, 1);
 }

@@ -39,11 +39,19 @@ pub(crate) fn write_event_with_slots(
 }
 
 /// The governance views now, or just before `--at-offset N`.
-pub(crate) fn read_views(cli: &Cli, at: AtOffset) -> Result<GovState> {
+pub(crate) fn read_views(cli: &Cli, at: &AtOffset) -> Result<GovState> {
     let ledger = Ledger::open_read_only(&cli.db, LogOptions::default(), &cli.tenant)?;
-    Ok(match at.offset {
-        Some(offset) => ledger.governance_at(offset)?,
-        None => ledger.with_governance(Clone::clone)?,
+    Ok(match (at.offset, &at.time) {
+        (Some(offset), _) => ledger.governance_at(offset)?,
+        (None, Some(text)) => {
+            let ns = crate::time::parse_time(text).ok_or_else(|| {
+                usage(format!(
+                    "--at-time '{text}': not RFC 3339 UTC (2026-11-25T10:00:00Z) or Unix seconds"
+                ))
+            })?;
+            ledger.governance_at_time(ns)?
+        }
+        (None, None) => ledger.with_governance(Clone::clone)?,
     })
 }
 
@@ -182,7 +190,7 @@ pub fn policy(cli: &Cli, command: &PolicyCommand) -> Result<u8> {
             enabled_only,
             at,
         } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let rules = views.policy(&cli.tenant).list(framework, *enabled_only);
             if cli.json {
                 let v: Vec<Value> = rules.iter().map(|r| r.to_json()).collect();
@@ -211,7 +219,7 @@ pub fn policy(cli: &Cli, command: &PolicyCommand) -> Result<u8> {
                     "--log records a decision now; it cannot go with --at-offset",
                 ));
             }
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let verdict = views.policy(&cli.tenant).evaluate(&context, framework);
             drop(views);
             let mut logged = None;
@@ -241,7 +249,7 @@ pub fn policy(cli: &Cli, command: &PolicyCommand) -> Result<u8> {
             Ok(0)
         }
         PolicyCommand::Decisions { limit, at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let decisions = views.policy(&cli.tenant).decisions(*limit);
             if cli.json {
                 let v: Vec<Value> = decisions.iter().map(|d| d.to_json()).collect();
@@ -311,7 +319,7 @@ pub fn tenant(cli: &Cli, command: &TenantCommand) -> Result<u8> {
             )
         }
         TenantCommand::List { status, at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let tenants = views.tenants().list(status);
             if cli.json {
                 let v: Vec<Value> = tenants.iter().map(|t| t.to_json()).collect();
@@ -326,7 +334,7 @@ pub fn tenant(cli: &Cli, command: &TenantCommand) -> Result<u8> {
             Ok(0)
         }
         TenantCommand::Get { tenant, at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let t = views.tenants().get(tenant).ok_or_else(|| {
                 meshflow_engine::ledger::LedgerError::NotFound {
                     what: format!("tenant '{tenant}'"),
@@ -394,8 +402,9 @@ pub fn sla(cli: &Cli, command: &SlaCommand) -> Result<u8> {
             // The breaches this observation caused, as the view derived them at its offset.
             let views = read_views(
                 cli,
-                AtOffset {
+                &AtOffset {
                     offset: Some(offset + 1),
+                    time: None,
                 },
             )?;
             let caused: Vec<Value> = views
@@ -426,7 +435,7 @@ pub fn sla(cli: &Cli, command: &SlaCommand) -> Result<u8> {
             Ok(0)
         }
         SlaCommand::Stats { agent, now, at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let stats = views
                 .sla(&cli.tenant)
                 .stats(agent, now.unwrap_or_else(gov::now_secs));
@@ -443,7 +452,7 @@ pub fn sla(cli: &Cli, command: &SlaCommand) -> Result<u8> {
             Ok(0)
         }
         SlaCommand::Breaches { agent, limit, at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let breaches = views.sla(&cli.tenant).breaches(agent, *limit);
             if cli.json {
                 let v: Vec<Value> = breaches.iter().map(|b| b.to_json()).collect();
@@ -463,7 +472,7 @@ pub fn sla(cli: &Cli, command: &SlaCommand) -> Result<u8> {
             Ok(0)
         }
         SlaCommand::List { at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let contracts = views.sla(&cli.tenant).contracts();
             if cli.json {
                 let v: Vec<Value> = contracts.iter().map(|c| c.to_json()).collect();
@@ -518,7 +527,7 @@ fn secret_value(v: &SecretValue) -> Result<Vec<u8>> {
 /// is an error.
 fn unlock(cli: &Cli, auth: &VaultAuth, op: &str, name: &str, wait: WaitLock) -> Result<VaultKey> {
     let pass = passphrase(auth)?;
-    let views = read_views(cli, AtOffset { offset: None })?;
+    let views = read_views(cli, &AtOffset::default())?;
     let kdf = views.vault(&cli.tenant).kdf().cloned().ok_or_else(|| {
         usage(format!(
             "tenant '{}' has no vault: meshflow vault init",
@@ -594,7 +603,7 @@ pub fn vault(cli: &Cli, command: &VaultCommand) -> Result<u8> {
         } => {
             let plaintext = secret_value(value)?;
             let key = unlock(cli, auth, "rotate", name, *wait)?;
-            let views = read_views(cli, AtOffset { offset: None })?;
+            let views = read_views(cli, &AtOffset::default())?;
             let current = views
                 .vault(t)
                 .secret(name)
@@ -658,7 +667,7 @@ pub fn vault(cli: &Cli, command: &VaultCommand) -> Result<u8> {
             Ok(0)
         }
         VaultCommand::List { category, at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let secrets = views.vault(t).list(category);
             if cli.json {
                 let v: Vec<Value> = secrets.iter().map(|s| s.to_json()).collect();
@@ -677,7 +686,7 @@ pub fn vault(cli: &Cli, command: &VaultCommand) -> Result<u8> {
             Ok(0)
         }
         VaultCommand::Audit { name, limit, at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let entries = views.vault(t).audit(name.as_deref().unwrap_or(""), *limit);
             if cli.json {
                 let v: Vec<Value> = entries.iter().map(|a| a.to_json()).collect();

@@ -84,7 +84,7 @@ pub fn identity(cli: &Cli, command: &IdentityCommand) -> Result<u8> {
             print_written(cli, &format!("revoked identity '{agent}'"), offset, None)
         }
         IdentityCommand::List { active_only, at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let items = views
                 .of(&cli.tenant)
                 .identity
@@ -190,7 +190,7 @@ pub fn canary(cli: &Cli, command: &CanaryCommand) -> Result<u8> {
             )
         }
         CanaryCommand::Status { experiment, at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let e = views
                 .of(t)
                 .canary
@@ -223,7 +223,7 @@ pub fn canary(cli: &Cli, command: &CanaryCommand) -> Result<u8> {
             wait,
         } => {
             let promote = matches!(command, CanaryCommand::Promote { .. });
-            let views = read_views(cli, crate::args::AtOffset { offset: None })?;
+            let views = read_views(cli, &crate::args::AtOffset::default())?;
             let e = views
                 .of(t)
                 .canary
@@ -281,7 +281,7 @@ pub fn canary(cli: &Cli, command: &CanaryCommand) -> Result<u8> {
             entity,
             at,
         } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let e = views
                 .of(t)
                 .canary
@@ -305,7 +305,7 @@ pub fn canary(cli: &Cli, command: &CanaryCommand) -> Result<u8> {
             Ok(0)
         }
         CanaryCommand::List { at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let items = views
                 .of(t)
                 .canary
@@ -335,8 +335,9 @@ pub fn lock(cli: &Cli, command: &LockCommand) -> Result<u8> {
             )?;
             let views = read_views(
                 cli,
-                crate::args::AtOffset {
+                &crate::args::AtOffset {
                     offset: Some(offset + 1),
+                    time: None,
                 },
             )?;
             let token = views
@@ -395,7 +396,7 @@ pub fn lock(cli: &Cli, command: &LockCommand) -> Result<u8> {
             )
         }
         LockCommand::List { all, at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let now = gov::now_secs();
             let items = views
                 .of(t)
@@ -415,7 +416,7 @@ pub fn lock(cli: &Cli, command: &LockCommand) -> Result<u8> {
             })
         }
         LockCommand::History { resource, at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let items = views
                 .of(t)
                 .lock
@@ -505,7 +506,7 @@ pub fn alert(cli: &Cli, command: &AlertCommand) -> Result<u8> {
             limit,
             at,
         } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let items = views
                 .of(&cli.tenant)
                 .alert
@@ -591,7 +592,7 @@ pub fn flag(cli: &Cli, command: &FlagCommand) -> Result<u8> {
         } => {
             let context: Map<String, Value> = serde_json::from_str(context)
                 .map_err(|e| usage(format!("--context: not a JSON object: {e}")))?;
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let f = views
                 .of(t)
                 .flag
@@ -611,7 +612,7 @@ pub fn flag(cli: &Cli, command: &FlagCommand) -> Result<u8> {
             Ok(0)
         }
         FlagCommand::List { at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let items = views
                 .of(t)
                 .flag
@@ -709,21 +710,21 @@ pub fn lineage(cli: &Cli, command: &LineageCommand) -> Result<u8> {
             )
         }
         LineageCommand::Upstream { node, at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let g = &views.of(t).lineage;
             g.node(node)
                 .ok_or_else(|| not_found(format!("node '{node}'")))?;
             nodes_out(g.upstream(node))
         }
         LineageCommand::Downstream { node, at } | LineageCommand::Impact { node, at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let g = &views.of(t).lineage;
             g.node(node)
                 .ok_or_else(|| not_found(format!("node '{node}'")))?;
             nodes_out(g.downstream(node))
         }
         LineageCommand::Subgraph { node, at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let g = &views.of(t).lineage;
             g.node(node)
                 .ok_or_else(|| not_found(format!("node '{node}'")))?;
@@ -731,12 +732,12 @@ pub fn lineage(cli: &Cli, command: &LineageCommand) -> Result<u8> {
             graph_out(cli, &nodes, &edges)
         }
         LineageCommand::List { at } => {
-            let views = read_views(cli, *at)?;
+            let views = read_views(cli, at)?;
             let g = &views.of(t).lineage;
             graph_out(cli, &g.nodes(), &g.edges())
         }
         LineageCommand::DeleteSubject { name, wait } => {
-            let views = read_views(cli, crate::args::AtOffset { offset: None })?;
+            let views = read_views(cli, &crate::args::AtOffset::default())?;
             let ids: Vec<String> = views
                 .of(t)
                 .lineage

@@ -633,6 +633,16 @@ impl Ledger {
         Ok(state)
     }
 
+    /// The governance views as they were at `timestamp_ns` (Unix ns): before the first record
+    /// written at or after it (every durable record when there is none).
+    pub fn governance_at_time(&self, timestamp_ns: u64) -> Result<GovState, LedgerError> {
+        let end = match self.inner.reader.offset_at_time(timestamp_ns)? {
+            Some(offset) => offset,
+            None => self.refresh()?.next_offset,
+        };
+        self.governance_at(end)
+    }
+
     /// Appends one governance event, durable on return, and returns its offset. Tenant
     /// registry events go to the `_system` tenant; others to this handle's tenant. The
     /// sequencer checks it against the views first: a refusal is [`LedgerError::Conflict`]
