@@ -401,3 +401,33 @@ fn governance_checkpoints_are_written_with_the_runs_view_and_a_bad_one_is_rebuil
         "erasure removes governance checkpoints"
     );
 }
+
+#[test]
+fn a_damaged_governance_record_fails_the_rebuild_naming_where() {
+    // Proves the rebuild's two-thread scan stops at damage and reports the segment, position
+    // and offset (no view is built from a damaged log).
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    for n in 0..400 {
+        ledger
+            .append_event(&rule(&format!("rule-{n:04}"), "allow", 0, &[]))
+            .unwrap();
+    }
+    ledger.checkpoint().unwrap();
+    drop(ledger);
+    for entry in std::fs::read_dir(dir.path().join("checkpoints")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_str().unwrap().contains("governance-") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let segment = dir.path().join("00000000000000000000.seg");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let needle = b"rule-0300";
+    let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+    bytes[at] ^= 0x01;
+    std::fs::write(&segment, bytes).unwrap();
+    let reader = Ledger::open_read_only(dir.path(), LogOptions::default(), "acme").unwrap();
+    let err = reader.with_governance(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("00000000000000000000.seg"), "{err}");
+}

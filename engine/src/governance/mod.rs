@@ -40,6 +40,50 @@ use vault::VaultState;
 
 /// Past this many events to apply, `catch_up` scans the log instead of reading each event.
 const SCAN_THRESHOLD: usize = 256;
+/// Decoded events handed from the scanning thread to the applying one at a time.
+const DECODE_BATCH: usize = 256;
+
+/// A governance record decoded (on any thread), ready to apply in offset order.
+struct Decoded {
+    tenant: String,
+    event: Event,
+    slots: Vec<Option<Vec<u8>>>,
+    offset: u64,
+    segment_base: u64,
+    position: u64,
+}
+
+impl Decoded {
+    /// The record's event, if it is a governance record; damage is an error naming where.
+    fn of(record: &Record) -> Result<Option<Decoded>, Error> {
+        let view = record.view();
+        let Some(family) = Family::of_kind(view.kind()) else {
+            return Ok(None);
+        };
+        let offset = view.offset();
+        let located = |why: String| {
+            Error::corrupt(
+                crate::format::segment_header::segment_file_name(record.segment_base()),
+                record.position(),
+                Some(offset),
+                why,
+            )
+        };
+        let tenant = std::str::from_utf8(view.tenant())
+            .map_err(|_| located("a governance event whose tenant is not UTF-8".to_string()))?
+            .to_string();
+        let event = Event::decode(family, view.payload()).map_err(&located)?;
+        let slots = slot_contents(&view).map_err(&located)?;
+        Ok(Some(Decoded {
+            tenant,
+            event,
+            slots,
+            offset,
+            segment_base: record.segment_base(),
+            position: record.position(),
+        }))
+    }
+}
 
 /// A fresh id for a governance record (UUID v4, as the reference's).
 pub fn new_id() -> String {
@@ -193,28 +237,28 @@ impl GovState {
     /// Applies one governance record read from the log. A record the view cannot apply was
     /// admitted by an engine with other rules, or damaged: an error naming where it is.
     pub fn apply_record(&mut self, record: &Record) -> Result<(), Error> {
-        let view = record.view();
-        let Some(family) = Family::of_kind(view.kind()) else {
-            return Ok(());
-        };
-        let offset = view.offset();
-        let located = |why: String| {
+        match Decoded::of(record)? {
+            Some(decoded) => self.apply_decoded(decoded),
+            None => Ok(()),
+        }
+    }
+
+    fn apply_decoded(&mut self, d: Decoded) -> Result<(), Error> {
+        let Decoded {
+            tenant,
+            event,
+            slots,
+            offset,
+            segment_base,
+            position,
+        } = d;
+        self.apply(&tenant, &event, &slots, offset).map_err(|why| {
             Error::corrupt(
-                crate::format::segment_header::segment_file_name(record.segment_base()),
-                record.position(),
+                crate::format::segment_header::segment_file_name(segment_base),
+                position,
                 Some(offset),
-                why,
+                format!("a {} event that does not apply: {why}", event.family.name()),
             )
-        };
-        let tenant = std::str::from_utf8(view.tenant())
-            .map_err(|_| located("a governance event whose tenant is not UTF-8".to_string()))?;
-        let event = Event::decode(family, view.payload()).map_err(&located)?;
-        let slots = slot_contents(&view).map_err(&located)?;
-        self.apply(tenant, &event, &slots, offset).map_err(|why| {
-            located(format!(
-                "a {} event that does not apply: {why}",
-                family.name()
-            ))
         })
     }
 
@@ -237,18 +281,42 @@ impl GovState {
         });
         if let (true, Some(first)) = (count > SCAN_THRESHOLD, first) {
             // Many events (a rebuild): one sequential scan reads them faster than a `pread`
-            // each.
-            for record in reader.scan_snapshot(snapshot.clone(), first)? {
-                let record = record?;
-                let view = record.view();
-                if view.offset() >= end {
-                    break;
+            // each, and a second thread scans and decodes while this one applies (in order).
+            let scan = reader.scan_snapshot(snapshot.clone(), first)?;
+            let (tx, rx) = crossbeam_channel::bounded::<Vec<Result<Decoded, Error>>>(8);
+            let result = std::thread::scope(|scope| -> Result<(), Error> {
+                scope.spawn(move || {
+                    let mut batch = Vec::with_capacity(DECODE_BATCH);
+                    for record in scan {
+                        let decoded = match record {
+                            Ok(r) if r.view().offset() >= end => break,
+                            Ok(r) => Decoded::of(&r).transpose(),
+                            Err(e) => Some(Err(e)),
+                        };
+                        let failed = matches!(decoded, Some(Err(_)));
+                        batch.extend(decoded);
+                        if failed {
+                            // The error goes with the events before it; nothing after it.
+                            let _ = tx.send(std::mem::take(&mut batch));
+                            return;
+                        }
+                        if batch.len() >= DECODE_BATCH
+                            && tx.send(std::mem::take(&mut batch)).is_err()
+                        {
+                            return;
+                        }
+                    }
+                    let _ = tx.send(batch);
+                });
+                for batch in rx {
+                    for decoded in batch {
+                        self.apply_decoded(decoded?)?;
+                        self.applied += 1;
+                    }
                 }
-                if Family::of_kind(view.kind()).is_some() {
-                    self.apply_record(&record)?;
-                    self.applied += 1;
-                }
-            }
+                Ok(())
+            });
+            result?;
             self.next_offset = self.next_offset.max(end);
             return Ok(());
         }
