@@ -424,10 +424,56 @@ fn a_damaged_governance_record_fails_the_rebuild_naming_where() {
     let segment = dir.path().join("00000000000000000000.seg");
     let mut bytes = std::fs::read(&segment).unwrap();
     let needle = b"rule-0300";
-    let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
     bytes[at] ^= 0x01;
     std::fs::write(&segment, bytes).unwrap();
     let reader = Ledger::open_read_only(dir.path(), LogOptions::default(), "acme").unwrap();
     let err = reader.with_governance(|_| ()).unwrap_err().to_string();
     assert!(err.contains("00000000000000000000.seg"), "{err}");
+}
+
+#[test]
+fn a_consistently_forged_governance_checkpoint_is_caught_by_its_digest_event() {
+    // Proves governance checkpoints are chained: a checkpoint whose state, digest and CRC were
+    // all recomputed (a forger's rewrite) disagrees with the digest event the writer appended,
+    // is refused, and the views are rebuilt from their events.
+    use meshflow_engine::ledger::checkpoint::{self as ck, governance as gc};
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    ledger.append_event(&rule("real", "deny", 5, &[])).unwrap();
+    let binding = ledger.checkpoint().unwrap().unwrap();
+    let expected = ledger.with_governance(Clone::clone).unwrap();
+    drop(ledger);
+    let file = dir
+        .path()
+        .join("checkpoints")
+        .join(gc::file_name(binding.offset));
+    let bytes = std::fs::read(&file).unwrap();
+    let (b, state) = ck::unseal(&bytes, gc::VIEW, gc::LOGIC_VERSION).unwrap();
+    let forged_state = String::from_utf8(state.to_vec())
+        .unwrap()
+        .replace("\"Deny\"", "\"Allow\"");
+    assert_ne!(forged_state.as_bytes(), state);
+    let (forged, _) = ck::seal(
+        gc::VIEW,
+        gc::LOGIC_VERSION,
+        b.offset,
+        &b.global_hash,
+        forged_state.as_bytes(),
+    );
+    std::fs::write(&file, forged).unwrap();
+    let (loaded, rejected) = gc::load(
+        dir.path(),
+        &meshflow_engine::log::LogReader::open(dir.path(), LogOptions::default()).unwrap(),
+        u64::MAX,
+    )
+    .unwrap();
+    assert!(loaded.is_none());
+    assert!(rejected[0].contains("digest event"), "{rejected:?}");
+    let reader = Ledger::open_read_only(dir.path(), LogOptions::default(), "acme").unwrap();
+    let rebuilt = reader.with_governance(Clone::clone).unwrap();
+    assert_eq!(rebuilt.policy("acme"), expected.policy("acme"));
 }

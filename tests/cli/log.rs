@@ -62,13 +62,14 @@ fn demo_then_stats_verify_and_tail() {
     let (code, out, _) = run_meshflow(&["--db", db, "log", "verify", "--json"]);
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    // The demo's 249 records and the checkpoint-digest event its ledger appends on close.
-    assert_eq!(report["records"], 250);
+    // The demo's 249 records and the checkpoint-digest events (runs and governance views) its
+    // ledger appends on close.
+    assert_eq!(report["records"], 251);
     assert_eq!(report["slots_erased"], 1);
     let (code, out, _) = run_meshflow(&["--db", db, "log", "stats", "--json"]);
     assert_eq!(code, 0);
     let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(stats["records"], 250);
+    assert_eq!(stats["records"], 251);
     assert_eq!(stats["head_hash"], report["head_hash"]);
     let (code, out, _) = run_meshflow(&[
         "--db", db, "log", "tail", "--from", "0", "--limit", "1000", "--json",
@@ -78,7 +79,7 @@ fn demo_then_stats_verify_and_tail() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 250);
+    assert_eq!(lines.len(), 251);
     assert_eq!(lines[0]["offset"], 0);
     let erased: Vec<&serde_json::Value> = lines
         .iter()

@@ -76,10 +76,6 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn view_name_bytes() -> [u8; 16] {
-    name_bytes(VIEW_NAME)
-}
-
 fn name_bytes(name: &str) -> [u8; 16] {
     let mut out = [0u8; 16];
     for (o, b) in out.iter_mut().zip(name.as_bytes()) {
@@ -343,9 +339,14 @@ fn decode_state(state: &[u8], next_offset: u64) -> Result<RunsView, String> {
 
 /// The payload of a checkpoint-digest event: view name, logic version and the binding.
 pub fn digest_event_payload(binding: &Binding) -> Vec<u8> {
+    digest_event_payload_for(VIEW_NAME, VIEW_LOGIC_VERSION, binding)
+}
+
+/// The payload of a checkpoint-digest event of view `name`.
+pub fn digest_event_payload_for(name: &str, logic: u32, binding: &Binding) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + 4 + 8 + 64);
-    out.extend_from_slice(&view_name_bytes());
-    out.extend_from_slice(&VIEW_LOGIC_VERSION.to_le_bytes());
+    out.extend_from_slice(&name_bytes(name));
+    out.extend_from_slice(&logic.to_le_bytes());
     out.extend_from_slice(&binding.offset.to_le_bytes());
     out.extend_from_slice(&binding.global_hash);
     out.extend_from_slice(&binding.state_digest);
@@ -355,11 +356,16 @@ pub fn digest_event_payload(binding: &Binding) -> Vec<u8> {
 /// Decodes a checkpoint-digest event payload of the runs view (`None` for other views or
 /// malformed payloads).
 pub fn parse_digest_event(payload: &[u8]) -> Option<(u32, Binding)> {
+    parse_digest_event_for(VIEW_NAME, payload)
+}
+
+/// Decodes a checkpoint-digest event payload of view `name`.
+pub fn parse_digest_event_for(name: &str, payload: &[u8]) -> Option<(u32, Binding)> {
     let mut r = Reader {
         bytes: payload,
         pos: 0,
     };
-    if r.array::<16>().ok()? != view_name_bytes() {
+    if r.array::<16>().ok()? != name_bytes(name) {
         return None;
     }
     let logic = r.u32().ok()?;
@@ -598,8 +604,10 @@ pub mod store {
 /// Checkpoints of the governance views (`crate::governance::GovState`): files
 /// `checkpoints/governance-<offset>.ckpt` in the layout above, view name `governance`, the
 /// state bytes the views' JSON (maps in key order, so the same state gives the same bytes).
-/// They are written with the runs view's checkpoints, at the same offsets; a writer that
-/// erases governance slots removes them all (they may hold what was erased).
+/// They are written with the runs view's checkpoints, at the same offsets, each followed by
+/// its own checkpoint-digest event (view name `governance`), so their digests are chained in
+/// the log and a checkpoint rewritten consistently is refused; a writer that erases
+/// governance slots removes them all (they may hold what was erased).
 pub mod governance {
     use std::path::Path;
 
@@ -691,6 +699,12 @@ pub mod governance {
                 )));
                 continue;
             }
+            if let Some(at) = digest_disagrees(reader, &binding)? {
+                rejected.push(refuse(format!(
+                    "it disagrees with the checkpoint-digest event at offset {at}"
+                )));
+                continue;
+            }
             match serde_json::from_slice::<GovState>(json) {
                 Ok(state) if state.next_offset() == offset => return Ok((Some(state), rejected)),
                 Ok(_) => rejected.push(refuse("its state covers another offset".to_string())),
@@ -698,6 +712,30 @@ pub mod governance {
             }
         }
         Ok((None, rejected))
+    }
+
+    /// Records after a checkpoint's offset searched for its digest event (the writer appends
+    /// it right after the runs view's, other appends may come between).
+    const DIGEST_SEARCH: usize = 64;
+
+    /// The offset of a digest event for this checkpoint's offset whose binding differs, if
+    /// any (none found: a crash lost it, and the checkpoint stands on its own checks).
+    fn digest_disagrees(reader: &LogReader, binding: &Binding) -> Result<Option<u64>, Error> {
+        for record in reader.scan(binding.offset)?.take(DIGEST_SEARCH) {
+            let record = record?;
+            let view = record.view();
+            if view.kind() != super::KIND_CHECKPOINT_DIGEST
+                || view.tenant() != super::SYSTEM_TENANT.as_bytes()
+            {
+                continue;
+            }
+            if let Some((logic, event)) = super::parse_digest_event_for(VIEW, view.payload()) {
+                if logic == LOGIC_VERSION && event.offset == binding.offset {
+                    return Ok((event != *binding).then_some(view.offset()));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Removes every governance checkpoint (after an erasure of governance slots).

@@ -180,14 +180,18 @@ fn checkpoint_locked(
     *last = view.data_end;
     let binding = checkpoint::store::write(&inner.dir, view, &hash, CHECKPOINTS_KEPT)?;
     *last = binding.offset;
+    let mut gov_binding = None;
     // The governance views at the same offset (best effort: they are rebuilt from their
     // events, which the runs view indexes, when no checkpoint of them agrees).
     {
         let mut governance = inner.governance.lock().unwrap_or_else(|p| p.into_inner());
         let snapshot = inner.reader.snapshot()?;
         governance.catch_up(&inner.reader, &snapshot, &view.events, view.next_offset)?;
-        if governance.next_offset() == binding.offset {
-            let _ = checkpoint::governance::write(&inner.dir, &governance, &hash, CHECKPOINTS_KEPT);
+        // A log without governance events needs no governance checkpoint.
+        if !view.events.is_empty() && governance.next_offset() == binding.offset {
+            gov_binding =
+                checkpoint::governance::write(&inner.dir, &governance, &hash, CHECKPOINTS_KEPT)
+                    .ok();
         }
     }
     // Durable at once, so that a checkpoint whose digest event a crash lost stays the rare case.
@@ -199,6 +203,21 @@ fn checkpoint_locked(
         ),
         Durability::Sync,
     )?;
+    // The governance checkpoint's digest is chained the same way.
+    if let Some(gov) = gov_binding {
+        log.append(
+            RecordInput::new(
+                checkpoint::KIND_CHECKPOINT_DIGEST,
+                checkpoint::SYSTEM_TENANT,
+                checkpoint::digest_event_payload_for(
+                    checkpoint::governance::VIEW,
+                    checkpoint::governance::LOGIC_VERSION,
+                    &gov,
+                ),
+            ),
+            Durability::Sync,
+        )?;
+    }
     Ok(Some(binding))
 }
 
