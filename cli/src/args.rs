@@ -226,8 +226,35 @@ pub struct ReplayArgs {
     /// The run.
     pub run_id: String,
     /// Compare with this run instead (node by node).
-    #[arg(long, value_name = "RUN_B")]
+    #[arg(long, value_name = "RUN_B", conflicts_with_all = ["fork_at", "fork_at_offset"])]
     pub diff: Option<String>,
+    /// Fork the run: −1 copies every step, 0 none, N the first N (`--fork-at -1` and
+    /// `--fork-at=-1` both work).
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        conflicts_with = "fork_at_offset"
+    )]
+    pub fork_at: Option<i64>,
+    /// Fork the run with the steps it had below this log offset.
+    #[arg(long, value_name = "OFFSET")]
+    pub fork_at_offset: Option<u64>,
+    /// The fork's run id (default: a new UUID); an id in use is refused.
+    #[arg(long)]
+    pub new_run_id: Option<String>,
+    /// Recorded with the fork: the model its replay uses.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Recorded with the fork: the prompt its replay uses.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Recorded with the fork: `KEY=VALUE` (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub inject: Vec<String>,
+    /// Seconds to wait for the writer lock when forking without a running `meshflow serve`.
+    #[arg(long = "wait-lock", value_name = "SECS", default_value_t = 10.0)]
+    pub wait_lock: f64,
 }
 
 /// `meshflow trace`

@@ -285,6 +285,9 @@ fn status(steps: &[Step]) -> &'static str {
 
 /// `meshflow replay RUN [--diff RUN_B]`
 pub fn replay(cli: &Cli, args: &ReplayArgs) -> Result<u8> {
+    if args.fork_at.is_some() || args.fork_at_offset.is_some() {
+        return fork(cli, args);
+    }
     let ledger = open_read(cli)?;
     let mut out = std::io::stdout().lock();
     if let Some(b) = &args.diff {
@@ -439,4 +442,66 @@ pub fn trace(cli: &Cli, args: &TraceArgs) -> Result<u8> {
         writeln!(out, "Written to {}", path.display())?;
     }
     Ok(code)
+}
+
+/// `meshflow replay RUN --fork-at N | --fork-at-offset O`: through a running `serve`, or here.
+fn fork(cli: &Cli, args: &ReplayArgs) -> Result<u8> {
+    use meshflow_engine::ledger::fork::ForkOverrides;
+    let mut inject = std::collections::BTreeMap::new();
+    for pair in &args.inject {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(
+                crate::args::UsageError(format!("--inject '{pair}': expected KEY=VALUE")).into(),
+            );
+        };
+        inject.insert(k.to_string(), v.to_string());
+    }
+    let overrides = ForkOverrides {
+        model: args.model.clone(),
+        prompt: args.prompt.clone(),
+        inject,
+    };
+    let receipt = match Client::discover(&cli.db) {
+        Some(mut client) => client.fork(
+            &cli.tenant,
+            &args.run_id,
+            args.fork_at,
+            args.fork_at_offset,
+            args.new_run_id.as_deref(),
+            &overrides,
+        )?,
+        None => {
+            let ledger = open_write_waiting(cli, args.wait_lock)?;
+            match args.fork_at_offset {
+                Some(offset) => ledger.fork_at_offset(
+                    &args.run_id,
+                    offset,
+                    args.new_run_id.as_deref(),
+                    &overrides,
+                )?,
+                None => ledger.fork(
+                    &args.run_id,
+                    args.fork_at.unwrap_or(-1),
+                    args.new_run_id.as_deref(),
+                    &overrides,
+                )?,
+            }
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"run_id": receipt.run_id, "parent_run_id": receipt.parent_run_id,
+                   "steps_copied": receipt.steps_copied, "offset": receipt.offset})
+        )?;
+    } else {
+        writeln!(
+            out,
+            "forked '{}' into '{}': {} step(s) copied (fork event at offset {})",
+            receipt.parent_run_id, receipt.run_id, receipt.steps_copied, receipt.offset
+        )?;
+    }
+    Ok(0)
 }

@@ -232,6 +232,17 @@ impl LineageState {
                 }
                 Ok(())
             }
+            "fork" => {
+                let (parent, new) = fork_ids(&f)?;
+                if self.nodes.contains_key(&run_node(&new)) {
+                    return Err(format!("run '{new}' exists"));
+                }
+                if parent == new {
+                    return Err("a run cannot be forked into itself".to_string());
+                }
+                f.f64("ts")?;
+                Ok(())
+            }
             "delete-subject" => {
                 for id in ids_of(&f)? {
                     if !self.nodes.contains_key(&id) {
@@ -263,6 +274,45 @@ impl LineageState {
                 let e = edge_of(&f, slots, offset)?;
                 self.edges.insert(e.edge_id.clone(), e);
             }
+            "fork" => {
+                let (parent, new) = fork_ids(&f)?;
+                let ts = f.f64("ts")?;
+                let mut meta = Map::new();
+                for key in ["from_step", "steps_copied", "at_offset", "overrides"] {
+                    if let Some(v) = f.value(key) {
+                        meta.insert(key.to_string(), v.clone());
+                    }
+                }
+                let run = |id: &str, metadata: Map<String, Value>| Node {
+                    node_id: run_node(id),
+                    kind: "run".to_string(),
+                    name: Some(id.to_string()),
+                    run_id: id.to_string(),
+                    agent_name: String::new(),
+                    ts,
+                    metadata: Some(metadata),
+                    offset,
+                };
+                let parent_node = run_node(&parent);
+                if !self.nodes.contains_key(&parent_node) {
+                    self.nodes
+                        .insert(parent_node.clone(), run(&parent, Map::new()));
+                }
+                self.nodes.insert(run_node(&new), run(&new, meta));
+                let edge_id = format!("fork:{new}");
+                self.edges.insert(
+                    edge_id.clone(),
+                    Edge {
+                        edge_id,
+                        source_id: parent_node,
+                        target_id: run_node(&new),
+                        relation: "forked_from".to_string(),
+                        ts,
+                        metadata: Some(Map::new()),
+                        offset,
+                    },
+                );
+            }
             _ => {
                 let ids: BTreeSet<String> = ids_of(&f)?.into_iter().collect();
                 let gone: Vec<String> = self
@@ -287,6 +337,25 @@ impl LineageState {
         }
         Ok(())
     }
+}
+
+/// The lineage node id of a run (forks add `run:<parent>` → `run:<fork>` edges).
+pub fn run_node(run_id: &str) -> String {
+    format!("run:{run_id}")
+}
+
+fn fork_ids(f: &Fields<'_>) -> Result<(String, String), String> {
+    let parent = f.str("parent_run_id")?.to_string();
+    check_name("a run id", &parent)?;
+    let new = f.str("run_id")?.to_string();
+    check_name("a run id", &new)?;
+    Ok((parent, new))
+}
+
+/// The new run id of a `fork` event, if the payload is one (the runs view registers the run
+/// from it, even when the fork copied no step).
+pub fn forked_run(event: &Event) -> Option<String> {
+    (event.op() == "fork").then(|| Fields(&event.body).str("run_id").ok().map(str::to_string))?
 }
 
 fn ids_of(f: &Fields<'_>) -> Result<Vec<String>, String> {
@@ -400,6 +469,26 @@ pub mod events {
         let probe: Vec<Option<Vec<u8>>> = slots.iter().cloned().map(Some).collect();
         edge_of(&Fields(&e.body), &probe, 0)?;
         Ok((e, slots))
+    }
+
+    /// A fork of run `parent` into run `run_id` (written by `Ledger::fork`, in the same atomic
+    /// batch as the copied steps): the runs view registers the new run, the lineage view adds
+    /// `run:<parent>` → `run:<run_id>` (`forked_from`) with the origin as the node's metadata.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fork(
+        run_id: &str,
+        parent: &str,
+        from_step: i64,
+        steps_copied: u64,
+        at_offset: u64,
+        overrides: Value,
+        now: f64,
+    ) -> Event {
+        event(json!({
+            "op": "fork", "run_id": run_id, "parent_run_id": parent, "from_step": from_step,
+            "steps_copied": steps_copied, "at_offset": at_offset, "overrides": overrides,
+            "ts": now,
+        }))
     }
 
     /// Deletes a data subject's nodes (resolved from its name by the caller); the name travels

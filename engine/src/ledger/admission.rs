@@ -169,6 +169,15 @@ impl Admission for LedgerAdmission {
                 if let Err(why) = state.governance.check(&tenant, &event, &slots) {
                     return AdmitDecision::Reject(why);
                 }
+                // A fork's run id must not be a run already.
+                if let Some(run) = crate::governance::lineage::forked_run(&event) {
+                    if state
+                        .runs
+                        .contains_key(&run_key(tenant.as_bytes(), run.as_bytes()))
+                    {
+                        return AdmitDecision::Reject(format!("run '{run}' exists"));
+                    }
+                }
                 governance = Some((offset, tenant, event, slots));
                 admitted.push(Admitted {
                     index: 0,

@@ -12,6 +12,7 @@ pub mod anchor;
 pub mod appender;
 pub mod checkpoint;
 pub mod export;
+pub mod fork;
 pub mod legacy_v1;
 pub mod offline;
 pub mod query;

@@ -99,7 +99,24 @@ impl RunsView {
             return Ok(());
         }
         if view.kind() != KIND_STEP {
-            if crate::governance::Family::of_kind(view.kind()).is_some() {
+            if let Some(family) = crate::governance::Family::of_kind(view.kind()) {
+                // A fork creates its run, even when it copied no step.
+                if family == crate::governance::Family::Lineage {
+                    if let Some(run_id) = crate::governance::Event::decode(family, view.payload())
+                        .ok()
+                        .as_ref()
+                        .and_then(crate::governance::lineage::forked_run)
+                    {
+                        let tenant = view.tenant();
+                        let key = run_key(tenant, run_id.as_bytes());
+                        self.runs.entry(key).or_insert_with(|| RunState {
+                            tenant: String::from_utf8_lossy(tenant).into_owned(),
+                            run_id,
+                            steps: Vec::new(),
+                            last_offset: offset,
+                        });
+                    }
+                }
                 let damaged = |why: &str| {
                     Error::corrupt(
                         crate::format::segment_header::segment_file_name(record.segment_base()),

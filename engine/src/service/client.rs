@@ -155,6 +155,40 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("an event response without an offset".into()))
     }
 
+    /// Forks `run_id` of `tenant` (from a step count, or at a log offset) through the service.
+    pub fn fork(
+        &mut self,
+        tenant: &str,
+        run_id: &str,
+        from_step: Option<i64>,
+        at_offset: Option<u64>,
+        new_run_id: Option<&str>,
+        overrides: &crate::ledger::fork::ForkOverrides,
+    ) -> Result<crate::ledger::fork::ForkReceipt, ClientError> {
+        let response = self.request(&protocol::fork_request(
+            tenant, run_id, from_step, at_offset, new_run_id, overrides,
+        ))?;
+        let text = |k: &str| {
+            response
+                .get(k)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| ClientError::Protocol(format!("a fork response without '{k}'")))
+        };
+        let num = |k: &str| {
+            response
+                .get(k)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| ClientError::Protocol(format!("a fork response without '{k}'")))
+        };
+        Ok(crate::ledger::fork::ForkReceipt {
+            run_id: text("run_id")?,
+            parent_run_id: text("parent_run_id")?,
+            steps_copied: num("steps_copied")?,
+            offset: num("offset")?,
+        })
+    }
+
     /// Appends `lines` (step JSON objects) as one atomic batch for `tenant`; the receipts, in
     /// order, once durable (`sync`) or sequenced.
     pub fn append(

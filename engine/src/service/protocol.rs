@@ -103,6 +103,21 @@ pub enum Request {
         /// The steps, parsed.
         steps: Vec<StepRequest>,
     },
+    /// `fork`: fork a run (SPEC §5.3), durable on response.
+    Fork {
+        /// The tenant.
+        tenant: String,
+        /// The parent run.
+        run_id: String,
+        /// −1 / 0 / k, or `None` when `at_offset` is given.
+        from_step: Option<i64>,
+        /// Fork at this log offset instead.
+        at_offset: Option<u64>,
+        /// The fork's id (a new UUID when `None`).
+        new_run_id: Option<String>,
+        /// Recorded overrides.
+        overrides: crate::ledger::fork::ForkOverrides,
+    },
     /// `event`: one governance event (`docs/governance-events.md`), durable on response.
     Event {
         /// The tenant it is for (tenant registry events go to `_system` whatever this is).
@@ -136,6 +151,8 @@ struct RawRequest<'a> {
     event: Option<&'a RawValue>,
     #[serde(borrow, default)]
     slots: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    fork: Option<&'a RawValue>,
 }
 
 /// Interprets one field's raw text as `T`, naming the field when it is not one.
@@ -169,6 +186,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, Refusal> {
         "sync" => Ok(Request::Sync),
         "append" => parse_append(&raw),
         "event" => parse_event(&raw),
+        "fork" => parse_fork(&raw),
         other => Err(Refusal::invalid(format!("unknown op '{other}'"))),
     }
 }
@@ -266,6 +284,76 @@ fn parse_event(raw: &RawRequest<'_>) -> Result<Request, Refusal> {
         tenant,
         event,
         slots,
+    })
+}
+
+/// A fork request's fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForkFields {
+    run_id: String,
+    #[serde(default)]
+    from_step: Option<i64>,
+    #[serde(default)]
+    at_offset: Option<u64>,
+    #[serde(default)]
+    new_run_id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    inject: std::collections::BTreeMap<String, String>,
+}
+
+fn parse_fork(raw: &RawRequest<'_>) -> Result<Request, Refusal> {
+    let tenant = match raw.tenant {
+        None => "default".to_string(),
+        Some(t) => field::<String>(t, "tenant", "a string")?,
+    };
+    let f: ForkFields = serde_json::from_str(
+        raw.fork
+            .ok_or_else(|| Refusal::invalid("a fork request carries 'fork'"))?
+            .get(),
+    )
+    .map_err(|e| Refusal::invalid(format!("fork: {e}")))?;
+    if f.from_step.is_some() == f.at_offset.is_some() {
+        return Err(Refusal::invalid(
+            "a fork gives one of 'from_step' and 'at_offset'",
+        ));
+    }
+    Ok(Request::Fork {
+        tenant,
+        run_id: f.run_id,
+        from_step: f.from_step,
+        at_offset: f.at_offset,
+        new_run_id: f.new_run_id,
+        overrides: crate::ledger::fork::ForkOverrides {
+            model: f.model,
+            prompt: f.prompt,
+            inject: f.inject,
+        },
+    })
+}
+
+/// A `fork` request.
+pub fn fork_request(
+    tenant: &str,
+    run_id: &str,
+    from_step: Option<i64>,
+    at_offset: Option<u64>,
+    new_run_id: Option<&str>,
+    overrides: &crate::ledger::fork::ForkOverrides,
+) -> Value {
+    json!({
+        "v": VERSION,
+        "op": "fork",
+        "tenant": tenant,
+        "fork": {
+            "run_id": run_id, "from_step": from_step, "at_offset": at_offset,
+            "new_run_id": new_run_id, "model": overrides.model, "prompt": overrides.prompt,
+            "inject": overrides.inject,
+        },
     })
 }
 

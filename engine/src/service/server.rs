@@ -594,6 +594,39 @@ async fn respond(body: &[u8], ledger: &Ledger, appends: &Appends) -> Vec<u8> {
                 },
             )
         }
+        Request::Fork {
+            tenant,
+            run_id,
+            from_step,
+            at_offset,
+            new_run_id,
+            overrides,
+        } => {
+            let handle = match ledger.with_tenant(&tenant) {
+                Ok(h) => h,
+                Err(e) => return protocol::encode(&protocol::ledger_error(&e)),
+            };
+            let forked = tokio::task::spawn_blocking(move || match at_offset {
+                Some(offset) => {
+                    handle.fork_at_offset(&run_id, offset, new_run_id.as_deref(), &overrides)
+                }
+                None => handle.fork(
+                    &run_id,
+                    from_step.unwrap_or(-1),
+                    new_run_id.as_deref(),
+                    &overrides,
+                ),
+            })
+            .await;
+            protocol::encode(&match forked {
+                Ok(Ok(r)) => json!({
+                    "ok": true, "run_id": r.run_id, "parent_run_id": r.parent_run_id,
+                    "steps_copied": r.steps_copied, "offset": r.offset,
+                }),
+                Ok(Err(e)) => protocol::ledger_error(&e),
+                Err(_) => protocol::error("error", "the fork failed"),
+            })
+        }
         Request::Event {
             tenant,
             event,

@@ -1,0 +1,188 @@
+//! Forks (SPEC §5.3): a new run that starts as a copy of a parent's first steps, with fresh step
+//! ids (`<new>-<old>`), a fresh chain, and its origin in the first copied step and in a `fork`
+//! event (a lineage event: the runs view lists the fork even when it copied nothing, and the
+//! lineage view adds `run:<parent>` → `run:<fork>`, `forked_from`). The event and the copies are
+//! one atomic batch; the parent is never touched, and the copies own their slots (erasing the
+//! parent does not erase the fork).
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::step::{slot, ForkOrigin};
+use super::{Ledger, LedgerError, StepRequest};
+use crate::governance::{self, lineage};
+use crate::log::{Durability, RecordInput};
+
+/// What a fork changes for its replay, recorded with its origin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForkOverrides {
+    /// Another model.
+    pub model: Option<String>,
+    /// Another prompt.
+    pub prompt: Option<String>,
+    /// Other values, by key.
+    pub inject: BTreeMap<String, String>,
+}
+
+impl ForkOverrides {
+    fn to_json(&self) -> Value {
+        json!({"model": self.model, "prompt": self.prompt, "inject": self.inject})
+    }
+}
+
+/// What a fork made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkReceipt {
+    /// The new run.
+    pub run_id: String,
+    /// The parent.
+    pub parent_run_id: String,
+    /// Steps copied.
+    pub steps_copied: u64,
+    /// Offset of the fork event.
+    pub offset: u64,
+}
+
+/// Which of the parent's steps a fork copies.
+enum Cut {
+    /// −1: all; 0: none; k: the first min(k, len).
+    Steps(i64),
+    /// Those below a log offset.
+    Offset(u64),
+}
+
+impl Ledger {
+    /// Forks `run` from step `from_step` (−1 copies every step, 0 none, k the first min(k,
+    /// len)) into `new_run_id` (a new UUID when `None`). An unknown run is `NotFound`; a run id
+    /// in use is a `Conflict`.
+    pub fn fork(
+        &self,
+        run: &str,
+        from_step: i64,
+        new_run_id: Option<&str>,
+        overrides: &ForkOverrides,
+    ) -> Result<ForkReceipt, LedgerError> {
+        self.fork_impl(run, Cut::Steps(from_step), new_run_id, overrides)
+    }
+
+    /// Forks `run` with the steps it had below log offset `offset`.
+    pub fn fork_at_offset(
+        &self,
+        run: &str,
+        offset: u64,
+        new_run_id: Option<&str>,
+        overrides: &ForkOverrides,
+    ) -> Result<ForkReceipt, LedgerError> {
+        self.fork_impl(run, Cut::Offset(offset), new_run_id, overrides)
+    }
+
+    fn fork_impl(
+        &self,
+        run: &str,
+        cut: Cut,
+        new_run_id: Option<&str>,
+        overrides: &ForkOverrides,
+    ) -> Result<ForkReceipt, LedgerError> {
+        let log = self.inner.log.as_ref().ok_or(LedgerError::ReadOnly)?;
+        let steps = self.get_run(run)?;
+        let end = self.refresh()?.next_offset;
+        let (count, from_step, at_offset) = match cut {
+            Cut::Steps(-1) => (steps.len(), -1, end),
+            Cut::Steps(k) if k >= 0 => (
+                steps.len().min(usize::try_from(k).unwrap_or(usize::MAX)),
+                k,
+                end,
+            ),
+            Cut::Steps(k) => {
+                return Err(LedgerError::Invalid {
+                    reason: format!("fork at step {k}: −1 (all), 0 (none) or a step count"),
+                })
+            }
+            Cut::Offset(offset) => {
+                if offset > end {
+                    return Err(LedgerError::Invalid {
+                        reason: format!("offset {offset} is past the log's durable end ({end})"),
+                    });
+                }
+                let n = steps
+                    .iter()
+                    .take_while(|s| s.stored.offset < offset)
+                    .count();
+                (n, i64::try_from(n).unwrap_or(i64::MAX), offset)
+            }
+        };
+        let new = match new_run_id {
+            Some(id) => id.to_string(),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        governance::event::check_name("a run id", &new)
+            .map_err(|reason| LedgerError::Invalid { reason })?;
+        let event = lineage::events::fork(
+            &new,
+            run,
+            from_step,
+            count as u64,
+            at_offset,
+            overrides.to_json(),
+            governance::now_secs(),
+        );
+        let mut records = vec![RecordInput::new(
+            event.family.kind(),
+            self.tenant.as_str(),
+            event.encode(),
+        )];
+        let now = super::time::now_iso8601();
+        for (i, step) in steps.iter().take(count).enumerate() {
+            let f = &step.stored.fields;
+            let text = |index: u16| match step.stored.slots.get(usize::from(index)) {
+                Some(super::record::FieldValue::Text(t)) => t.clone(),
+                _ => String::new(),
+            };
+            let metadata = match text(slot::METADATA) {
+                m if m.is_empty() => None,
+                m => Some(m),
+            };
+            let request = StepRequest {
+                run_id: new.clone(),
+                step_id: Some(format!("{new}-{}", f.step_id)),
+                node_id: f.node_id.clone(),
+                node_kind: f.node_kind.clone(),
+                input_task: text(slot::INPUT_TASK),
+                output_content: text(slot::OUTPUT_CONTENT),
+                verdict: f.verdict.clone(),
+                blocked: f.blocked,
+                block_reason: Some(text(slot::BLOCK_REASON)),
+                uncertainty: f.uncertainty,
+                cost_usd: f.cost_usd,
+                tokens_used: f.tokens_used,
+                carbon_gco2: f.carbon_gco2,
+                duration_ms: f.duration_ms,
+                timestamp: Some(f.timestamp.clone()),
+                metadata_json: metadata,
+                ..StepRequest::default()
+            };
+            let origin = (i == 0).then(|| {
+                let last = steps.get(count - 1).unwrap_or(step);
+                ForkOrigin {
+                    parent_run_id: run.to_string(),
+                    parent_step_index: last.step_index,
+                    parent_entry_hash: last.entry_hash,
+                    parent_offset: at_offset,
+                }
+            });
+            records.push(self.build_one(request, &now, origin)?.1);
+        }
+        let receipts = match log.append_batch(records, Durability::Sync) {
+            Ok(r) => r,
+            Err(crate::Error::Rejected { reason }) => return Err(LedgerError::Conflict { reason }),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(ForkReceipt {
+            run_id: new,
+            parent_run_id: run.to_string(),
+            steps_copied: count as u64,
+            offset: receipts.first().map_or(0, |r| r.offset),
+        })
+    }
+}

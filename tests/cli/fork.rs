@@ -1,0 +1,188 @@
+//! Black-box tests of `meshflow replay RUN --fork-at N | --fork-at-offset O` (reference cases
+//! A11–A16 with SPEC §11): both spellings of −1, step counts, empty forks listed, refusals with
+//! exit 1 writing nothing, forwarding to a running `serve`, and forked runs verifying online
+//! and offline.
+//!
+//! This file belongs to the `meshflow-cli` package (see `cli/Cargo.toml`, `[[test]]`).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_meshflow");
+
+fn at(db: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["--db", db.to_str().unwrap()];
+    all.extend_from_slice(args);
+    meshflow_suite::run_binary(BIN, &all)
+}
+
+fn json(db: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = at(db, &all);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// Appends run A's three steps.
+fn run_a(db: &Path) {
+    let lines: String = (0..3)
+        .map(|n| {
+            serde_json::json!({
+                "run_id": "A", "step_id": format!("s{n}"), "node_id": format!("node-{n}"),
+                "node_kind": "llm", "input_task": format!("task {n}"), "output_content": "o",
+                "verdict": "commit", "blocked": false, "uncertainty": 0.1, "cost_usd": 0.01,
+                "tokens_used": 3, "carbon_gco2": 0.0, "duration_ms": 1.0
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let mut child = Command::new(BIN)
+        .args(["--db", db.to_str().unwrap(), "append", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+fn records(db: &Path) -> u64 {
+    json(db, &["log", "stats"])["records"].as_u64().unwrap()
+}
+
+#[test]
+fn a11_a16_forks_through_the_cli() {
+    // Proves A11 (−1, as `--fork-at -1` and `--fork-at=-1`), A12, A13 (an empty fork, listed),
+    // A14, A15 (unknown run: exit 1) and A16 (a reused id: exit 1, nothing written), and that
+    // every chain verifies online and an export of the forks verifies offline.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    run_a(&db);
+    let r = json(
+        &db,
+        &["replay", "A", "--fork-at", "-1", "--new-run-id", "f-all"],
+    );
+    assert_eq!(r["steps_copied"], 3);
+    let r = json(
+        &db,
+        &["replay", "A", "--fork-at=-1", "--new-run-id", "f-all-2"],
+    );
+    assert_eq!(r["steps_copied"], 3);
+    let steps = json(&db, &["replay", "f-all"]);
+    let ids: Vec<&str> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["f-all-s0", "f-all-s1", "f-all-s2"]);
+    assert_eq!(
+        json(
+            &db,
+            &["replay", "A", "--fork-at", "2", "--new-run-id", "f-2"]
+        )["steps_copied"],
+        2
+    );
+    let empty = json(
+        &db,
+        &[
+            "replay",
+            "A",
+            "--fork-at",
+            "0",
+            "--model",
+            "gpt-4o",
+            "--inject",
+            "t=0",
+        ],
+    );
+    assert_eq!(empty["steps_copied"], 0);
+    let runs = json(&db, &["runs"]);
+    let listed: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&empty["run_id"].as_str().unwrap()),
+        "{listed:?}"
+    );
+    assert_eq!(
+        json(
+            &db,
+            &["replay", "A", "--fork-at", "10", "--new-run-id", "f-10"]
+        )["steps_copied"],
+        3
+    );
+    let size = records(&db);
+    let (code, _, err) = at(&db, &["replay", "unknown", "--fork-at", "2"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not found"), "{err}");
+    let (code, _, err) = at(
+        &db,
+        &["replay", "A", "--fork-at", "1", "--new-run-id", "f-2"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("exists"), "{err}");
+    assert_eq!(records(&db), size, "refused forks write nothing");
+    let (code, _, _) = at(&db, &["audit", "verify", "--all"]);
+    assert_eq!(code, 0);
+    let export = dir.path().join("export.json");
+    let (code, _, err) = at(&db, &["audit", "export", "--out", export.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = at(
+        &db,
+        &["audit", "verify", "--file", export.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn forks_forward_to_a_running_serve() {
+    // Proves `replay --fork-at` goes through the service that holds the lock.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    run_a(&db);
+    let mut server = Command::new(BIN)
+        .args(["--db", db.to_str().unwrap(), "serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while meshflow_engine::service::client::Client::discover(&db).is_none() {
+        assert!(Instant::now() < deadline, "serve did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = json(
+        &db,
+        &["replay", "A", "--fork-at", "2", "--new-run-id", "via-serve"],
+    );
+    assert_eq!(r["steps_copied"], 2);
+    let (code, _, _) = at(
+        &db,
+        &["replay", "A", "--fork-at", "2", "--new-run-id", "via-serve"],
+    );
+    assert_eq!(code, 1);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(
+        json(&db, &["replay", "via-serve"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
