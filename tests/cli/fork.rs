@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sha2::Digest;
 
 const BIN: &str = env!("CARGO_BIN_EXE_meshflow");
 
@@ -185,4 +186,65 @@ fn forks_forward_to_a_running_serve() {
             .len(),
         2
     );
+}
+
+#[test]
+fn a27_archives_are_written_once_read_only_and_verifiable() {
+    // Proves A27 (an unsupported URI and an unknown run are errors; archiving again is
+    // "already exists"), the receipt's size and SHA-256, the read-only file, a run id with
+    // path separators kept inside the destination, and the archive verifying offline.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    run_a(&db);
+    json(
+        &db,
+        &[
+            "replay",
+            "A",
+            "--fork-at",
+            "-1",
+            "--new-run-id",
+            "../escape/run",
+        ],
+    );
+    let dest = dir.path().join("archive");
+    let uri = format!("file://{}", dest.display());
+    let r = json(&db, &["replay", "A", "--archive", &uri]);
+    let file = dest.join("A.json");
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(r["bytes_written"].as_u64(), Some(bytes.len() as u64));
+    let digest: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(r["sha256"].as_str().unwrap(), digest);
+    assert!(std::fs::metadata(&file).unwrap().permissions().readonly());
+    let (code, _, err) = at(&db, &["replay", "A", "--archive", dest.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    let (code, _, err) = at(&db, &["replay", "A", "--archive", "s3://bucket/prefix"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("Unsupported archive URI"), "{err}");
+    let (code, _, err) = at(
+        &db,
+        &["replay", "nope", "--archive", dest.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not found"), "{err}");
+    json(
+        &db,
+        &[
+            "replay",
+            "../escape/run",
+            "--archive",
+            dest.to_str().unwrap(),
+        ],
+    );
+    assert!(dest.join("%2E%2E%2Fescape%2Frun.json").is_file());
+    assert!(
+        !dir.path().join("escape").exists(),
+        "nothing outside the destination"
+    );
+    let (code, _, err) = at(&db, &["audit", "verify", "--file", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
 }

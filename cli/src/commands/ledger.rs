@@ -289,6 +289,25 @@ pub fn replay(cli: &Cli, args: &ReplayArgs) -> Result<u8> {
         return fork(cli, args);
     }
     let ledger = open_read(cli)?;
+    if let Some(dest) = &args.archive {
+        let r = ledger.archive_run(&args.run_id, dest)?;
+        let mut out = std::io::stdout().lock();
+        if cli.json {
+            writeln!(
+                out,
+                "{}",
+                json!({"run_id": r.run_id, "uri": r.uri, "bytes_written": r.bytes_written,
+                       "sha256": r.sha256})
+            )?;
+        } else {
+            writeln!(
+                out,
+                "archived '{}' to {} ({} bytes, sha256 {})",
+                r.run_id, r.uri, r.bytes_written, r.sha256
+            )?;
+        }
+        return Ok(0);
+    }
     let mut out = std::io::stdout().lock();
     if let Some(b) = &args.diff {
         let d = ledger.diff(&args.run_id, b)?;

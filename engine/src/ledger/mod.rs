@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod anchor;
 pub mod appender;
+pub mod archive;
 pub mod checkpoint;
 pub mod export;
 pub mod fork;

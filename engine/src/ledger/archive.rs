@@ -1,0 +1,147 @@
+//! Archives (SPEC §5.5): a run's export envelope (`docs/audit-chain.md` §4.2) written once to a
+//! local directory or `file://` URI, never overwritten, read-only, under the run id
+//! percent-encoded so that no id can name a path outside the destination.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{Ledger, LedgerError};
+use crate::format::hex;
+
+/// What an archive wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveReceipt {
+    /// The run.
+    pub run_id: String,
+    /// `file://` URI of the archive file.
+    pub uri: String,
+    /// Its size.
+    pub bytes_written: u64,
+    /// SHA-256 of its bytes, lower-case hex.
+    pub sha256: String,
+}
+
+/// A run id as a file name: every byte but ASCII letters, digits, `-`, `_` and `~` becomes
+/// `%XX`, so `.`, `..`, `/` and control bytes can never leave the directory.
+pub fn file_name_of(run_id: &str) -> String {
+    let mut out = String::with_capacity(run_id.len() + 5);
+    for b in run_id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push_str(".json");
+    out
+}
+
+/// The directory an archive destination names: a path, or a `file://` URI. Other schemes are
+/// refused (`s3://` needs a build with the S3 feature, which this one is not).
+pub fn destination_dir(destination: &str) -> Result<PathBuf, LedgerError> {
+    let unsupported = |why: &str| LedgerError::Invalid {
+        reason: format!("Unsupported archive URI '{destination}': {why}"),
+    };
+    if let Some(path) = destination.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err(unsupported("no path"));
+        }
+        return Ok(PathBuf::from(path));
+    }
+    if destination.starts_with("s3://") {
+        return Err(unsupported(
+            "this build has no S3 support (a local directory or file:// URI is)",
+        ));
+    }
+    if let Some((scheme, _)) = destination.split_once("://") {
+        return Err(unsupported(&format!(
+            "the scheme '{scheme}' is not supported"
+        )));
+    }
+    if destination.is_empty() {
+        return Err(unsupported("empty"));
+    }
+    Ok(PathBuf::from(destination))
+}
+
+impl Ledger {
+    /// Writes `run`'s export envelope to `<destination>/<percent-encoded run id>.json`, once:
+    /// an existing archive is a `Conflict`, and the file is made read-only. The directory is
+    /// created (0700) when missing. An unknown run is `NotFound`.
+    pub fn archive_run(&self, run: &str, destination: &str) -> Result<ArchiveReceipt, LedgerError> {
+        let dir = destination_dir(destination)?;
+        let mut bytes = Vec::new();
+        self.export_run(run, &mut bytes)?;
+        let io = |what: String, e: std::io::Error| LedgerError::Log(crate::Error::io(what, e));
+        super::checkpoint::store::create_private_dir(&dir)
+            .map_err(|e| io(format!("creating {}", dir.display()), e))?;
+        let name = file_name_of(run);
+        let target = dir.join(&name);
+        write_once(&dir, &name, &bytes).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => LedgerError::Conflict {
+                reason: format!("the archive {} already exists", target.display()),
+            },
+            _ => io(format!("writing the archive {}", target.display()), e),
+        })?;
+        let absolute = std::fs::canonicalize(&target).unwrap_or(target);
+        Ok(ArchiveReceipt {
+            run_id: run.to_string(),
+            uri: format!("file://{}", absolute.display()),
+            bytes_written: bytes.len() as u64,
+            sha256: hex(&Sha256::digest(&bytes)),
+        })
+    }
+}
+
+/// Writes `bytes` as `dir/name` only if it does not exist: a temporary file (read-only, fsynced)
+/// is hard-linked to the name, which fails when the name exists, so a crash never leaves a
+/// partial archive under the name.
+fn write_once(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o400);
+        }
+        let mut f = options.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, dir.join(name))?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_become_file_names_that_stay_in_the_directory() {
+        // Proves percent-encoding keeps separators, dots and control bytes out of names.
+        assert_eq!(file_name_of("run-1_a~"), "run-1_a~.json");
+        assert_eq!(file_name_of("../etc/passwd"), "%2E%2E%2Fetc%2Fpasswd.json");
+        assert_eq!(file_name_of("."), "%2E.json");
+        assert_eq!(file_name_of("é"), "%C3%A9.json");
+    }
+
+    #[test]
+    fn destinations_are_paths_or_file_uris() {
+        // Proves the accepted and refused destination forms.
+        assert_eq!(destination_dir("/tmp/a").unwrap(), PathBuf::from("/tmp/a"));
+        assert_eq!(
+            destination_dir("file:///tmp/a").unwrap(),
+            PathBuf::from("/tmp/a")
+        );
+        for bad in ["s3://bucket/x", "http://x/y", "file://", ""] {
+            let e = destination_dir(bad).unwrap_err().to_string();
+            assert!(e.contains("Unsupported archive URI"), "{bad}: {e}");
+        }
+    }
+}
