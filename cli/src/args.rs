@@ -252,6 +252,25 @@ pub struct ReplayArgs {
     /// Recorded with the fork: `KEY=VALUE` (repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     pub inject: Vec<String>,
+    /// Print the state at step N (the step a replay redoes) and fork there: the fork copies
+    /// steps 0..N−1.
+    #[arg(long, value_name = "N", conflicts_with_all = ["fork_at", "fork_at_offset", "diff"])]
+    pub rewind: Option<u64>,
+    /// Create one labelled fork per variant of `--forks` (at `--compare-step`), named
+    /// `<run>--<label>`.
+    #[arg(long, requires = "forks", conflicts_with_all = ["fork_at", "fork_at_offset", "diff", "rewind"])]
+    pub branch_compare: bool,
+    /// The variants: `LABEL:KEY=VALUE[;KEY=VALUE…],…` (`model` and `prompt` are recorded as
+    /// such, other keys as injected values), e.g. `gpt4:model=gpt-4o,claude:model=claude-sonnet-4-6`.
+    #[arg(long, value_name = "SPEC")]
+    pub forks: Option<String>,
+    /// The step the branches fork at (−1: all steps).
+    #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
+    pub compare_step: i64,
+    /// Compare the run with its labelled branches: steps, cost, tokens, verdicts, nodes that
+    /// differ.
+    #[arg(long, conflicts_with_all = ["fork_at", "fork_at_offset", "diff", "rewind", "branch_compare"])]
+    pub branches: bool,
     /// Archive the run's export envelope to this directory or `file://` URI, once (as
     /// `<percent-encoded run id>.json`, read-only; an existing archive is refused).
     #[arg(long, value_name = "DEST", conflicts_with_all = ["diff", "fork_at", "fork_at_offset"])]

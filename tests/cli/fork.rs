@@ -248,3 +248,64 @@ fn a27_archives_are_written_once_read_only_and_verifiable() {
     let (code, _, err) = at(&db, &["audit", "verify", "--file", file.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn rewind_branch_compare_and_branches() {
+    // Proves --rewind N (prints step N, forks with the N steps before it), --branch-compare
+    // (one labelled fork per variant at --compare-step, a second time a conflict) and
+    // --branches (the parent beside each branch: steps, cost, tokens, verdicts).
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    run_a(&db);
+    let r = json(
+        &db,
+        &["replay", "A", "--rewind", "1", "--new-run-id", "back"],
+    );
+    assert_eq!(r["state"]["node_id"], "node-1");
+    assert_eq!(r["steps_copied"], 1);
+    let (code, _, _) = at(&db, &["replay", "A", "--rewind", "9"]);
+    assert_eq!(code, 1, "no step 9");
+    let spec = "gpt4:model=gpt-4o,claude:model=claude-sonnet-4-6;temperature=0";
+    let made = json(
+        &db,
+        &[
+            "replay",
+            "A",
+            "--branch-compare",
+            "--forks",
+            spec,
+            "--compare-step",
+            "2",
+        ],
+    );
+    let ids: Vec<&str> = made["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["A--gpt4", "A--claude"]);
+    let (code, _, _) = at(
+        &db,
+        &["replay", "A", "--branch-compare", "--forks", "gpt4:model=x"],
+    );
+    assert_eq!(code, 1, "a branch that exists");
+    let rows = json(&db, &["replay", "A", "--branches"]);
+    let rows = rows.as_array().unwrap();
+    let labels: Vec<&str> = rows.iter().map(|r| r["label"].as_str().unwrap()).collect();
+    assert_eq!(
+        labels,
+        ["parent", "gpt4", "claude"],
+        "unlabelled forks are not branches"
+    );
+    assert_eq!(
+        (rows[0]["steps"].as_u64(), rows[1]["steps"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(rows[1]["verdicts"]["commit"], 2);
+    let (code, _, _) = at(
+        &db,
+        &["replay", "A", "--branch-compare", "--forks", "nolabel=x"],
+    );
+    assert_eq!(code, 0, "a variant without settings is just a label");
+}

@@ -288,6 +288,15 @@ pub fn replay(cli: &Cli, args: &ReplayArgs) -> Result<u8> {
     if args.fork_at.is_some() || args.fork_at_offset.is_some() {
         return fork(cli, args);
     }
+    if let Some(n) = args.rewind {
+        return rewind(cli, args, n);
+    }
+    if args.branch_compare {
+        return branch_compare(cli, args);
+    }
+    if args.branches {
+        return branches(cli, args);
+    }
     let ledger = open_read(cli)?;
     if let Some(dest) = &args.archive {
         let r = ledger.archive_run(&args.run_id, dest)?;
@@ -476,37 +485,53 @@ fn fork(cli: &Cli, args: &ReplayArgs) -> Result<u8> {
         inject.insert(k.to_string(), v.to_string());
     }
     let overrides = ForkOverrides {
+        label: None,
         model: args.model.clone(),
         prompt: args.prompt.clone(),
         inject,
     };
-    let receipt = match Client::discover(&cli.db) {
+    let receipt = do_fork(
+        cli,
+        &args.run_id,
+        args.fork_at,
+        args.fork_at_offset,
+        args.new_run_id.as_deref(),
+        &overrides,
+        args.wait_lock,
+    )?;
+    print_fork(cli, &receipt)
+}
+
+/// One fork through a running `serve`, or here with the writer lock.
+fn do_fork(
+    cli: &Cli,
+    run: &str,
+    from_step: Option<i64>,
+    at_offset: Option<u64>,
+    new_run_id: Option<&str>,
+    overrides: &meshflow_engine::ledger::fork::ForkOverrides,
+    wait_lock: f64,
+) -> Result<meshflow_engine::ledger::fork::ForkReceipt> {
+    Ok(match Client::discover(&cli.db) {
         Some(mut client) => client.fork(
             &cli.tenant,
-            &args.run_id,
-            args.fork_at,
-            args.fork_at_offset,
-            args.new_run_id.as_deref(),
-            &overrides,
+            run,
+            from_step,
+            at_offset,
+            new_run_id,
+            overrides,
         )?,
         None => {
-            let ledger = open_write_waiting(cli, args.wait_lock)?;
-            match args.fork_at_offset {
-                Some(offset) => ledger.fork_at_offset(
-                    &args.run_id,
-                    offset,
-                    args.new_run_id.as_deref(),
-                    &overrides,
-                )?,
-                None => ledger.fork(
-                    &args.run_id,
-                    args.fork_at.unwrap_or(-1),
-                    args.new_run_id.as_deref(),
-                    &overrides,
-                )?,
+            let ledger = open_write_waiting(cli, wait_lock)?;
+            match at_offset {
+                Some(offset) => ledger.fork_at_offset(run, offset, new_run_id, overrides)?,
+                None => ledger.fork(run, from_step.unwrap_or(-1), new_run_id, overrides)?,
             }
         }
-    };
+    })
+}
+
+fn print_fork(cli: &Cli, receipt: &meshflow_engine::ledger::fork::ForkReceipt) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     if cli.json {
         writeln!(
@@ -520,6 +545,211 @@ fn fork(cli: &Cli, args: &ReplayArgs) -> Result<u8> {
             out,
             "forked '{}' into '{}': {} step(s) copied (fork event at offset {})",
             receipt.parent_run_id, receipt.run_id, receipt.steps_copied, receipt.offset
+        )?;
+    }
+    Ok(0)
+}
+
+/// `replay RUN --rewind N`: the state at step N, then a fork copying steps 0..N−1.
+fn rewind(cli: &Cli, args: &ReplayArgs, n: u64) -> Result<u8> {
+    let index = i64::try_from(n).unwrap_or(i64::MAX);
+    let state = {
+        let ledger = open_read(cli)?;
+        ledger.load_state(&args.run_id, index)?.ok_or_else(|| {
+            anyhow::Error::from(LedgerError::NotFound {
+                what: format!("step {n} of run '{}'", args.run_id),
+            })
+        })?
+    };
+    let receipt = do_fork(
+        cli,
+        &args.run_id,
+        Some(index),
+        None,
+        args.new_run_id.as_deref(),
+        &meshflow_engine::ledger::fork::ForkOverrides {
+            model: args.model.clone(),
+            prompt: args.prompt.clone(),
+            ..Default::default()
+        },
+        args.wait_lock,
+    )?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"state": step_json(&state), "run_id": receipt.run_id,
+                   "steps_copied": receipt.steps_copied, "offset": receipt.offset})
+        )?;
+    } else {
+        let f = &state.stored.fields;
+        writeln!(
+            out,
+            "state at step {n} of '{}': node {} ({}), verdict {}, input: {}",
+            args.run_id,
+            f.node_id,
+            f.node_kind,
+            f.verdict,
+            state.text(0)
+        )?;
+        writeln!(
+            out,
+            "forked into '{}' with the {} step(s) before step {n}; step {n} is the next to run",
+            receipt.run_id, receipt.steps_copied
+        )?;
+    }
+    Ok(0)
+}
+
+/// `--forks` parsed: one (label, overrides) per variant.
+fn parse_variants(
+    spec: &str,
+) -> Result<Vec<(String, meshflow_engine::ledger::fork::ForkOverrides)>> {
+    let mut out = Vec::new();
+    for variant in spec.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let (label, settings) = variant.split_once(':').unwrap_or((variant, ""));
+        let label = label.trim();
+        if label.is_empty() || out.iter().any(|(l, _): &(String, _)| l == label) {
+            return Err(crate::args::UsageError(format!(
+                "--forks: '{variant}' needs a label of its own (LABEL:KEY=VALUE)"
+            ))
+            .into());
+        }
+        let mut o = meshflow_engine::ledger::fork::ForkOverrides {
+            label: Some(label.to_string()),
+            ..Default::default()
+        };
+        for kv in settings.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err(crate::args::UsageError(format!(
+                    "--forks: '{kv}' in '{variant}' is not KEY=VALUE"
+                ))
+                .into());
+            };
+            match k.trim() {
+                "model" => o.model = Some(v.trim().to_string()),
+                "prompt" => o.prompt = Some(v.trim().to_string()),
+                key => {
+                    o.inject.insert(key.to_string(), v.trim().to_string());
+                }
+            }
+        }
+        out.push((label.to_string(), o));
+    }
+    if out.is_empty() {
+        return Err(crate::args::UsageError("--forks names no variant".to_string()).into());
+    }
+    Ok(out)
+}
+
+/// `replay RUN --branch-compare --forks SPEC [--compare-step N]`.
+fn branch_compare(cli: &Cli, args: &ReplayArgs) -> Result<u8> {
+    let variants = parse_variants(args.forks.as_deref().unwrap_or(""))?;
+    let mut made = Vec::new();
+    for (label, overrides) in &variants {
+        let id = format!("{}--{label}", args.run_id);
+        let r = do_fork(
+            cli,
+            &args.run_id,
+            Some(args.compare_step),
+            None,
+            Some(&id),
+            overrides,
+            args.wait_lock,
+        )?;
+        made.push(json!({"label": label, "run_id": r.run_id, "steps_copied": r.steps_copied}));
+    }
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(out, "{}", json!({"parent": args.run_id, "branches": made}))?;
+    } else {
+        for m in &made {
+            writeln!(
+                out,
+                "branch {}: {} ({} step(s) copied)",
+                m["label"].as_str().unwrap_or(""),
+                m["run_id"].as_str().unwrap_or(""),
+                m["steps_copied"]
+            )?;
+        }
+        writeln!(
+            out,
+            "compare them: meshflow replay {} --branches",
+            args.run_id
+        )?;
+    }
+    Ok(0)
+}
+
+/// `replay RUN --branches`: the run beside each labelled branch.
+fn branches(cli: &Cli, args: &ReplayArgs) -> Result<u8> {
+    let ledger = open_read(cli)?;
+    let branches = ledger.branches(&args.run_id)?;
+    let row = |label: &str, run: &str| -> Result<Value> {
+        let s = ledger.run_summary(run)?;
+        let mut verdicts = std::collections::BTreeMap::<String, u64>::new();
+        for v in &s.verdicts {
+            *verdicts.entry(v.clone()).or_default() += 1;
+        }
+        let changed: Vec<String> = if run == args.run_id {
+            Vec::new()
+        } else {
+            ledger
+                .diff(&args.run_id, run)?
+                .changed
+                .iter()
+                .map(|c| c.node_id.clone())
+                .collect()
+        };
+        Ok(json!({"label": label, "run_id": run, "steps": s.steps,
+                  "cost_usd": s.total_cost_usd, "tokens": s.total_tokens,
+                  "verdicts": verdicts, "nodes_changed": changed}))
+    };
+    let mut rows = vec![row("parent", &args.run_id)?];
+    for b in &branches {
+        rows.push(row(&b.label, &b.run_id)?);
+    }
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(out, "{}", Value::Array(rows))?;
+        return Ok(0);
+    }
+    writeln!(
+        out,
+        "{:<12} {:<36} {:>5} {:>12} {:>8}  {:<24} CHANGED NODES",
+        "BRANCH", "RUN", "STEPS", "COST_USD", "TOKENS", "VERDICTS"
+    )?;
+    for r in &rows {
+        let verdicts: Vec<String> = r["verdicts"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| format!("{k}:{v}")).collect())
+            .unwrap_or_default();
+        let changed: Vec<&str> = r["nodes_changed"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{:<12} {:<36} {:>5} {:>12.6} {:>8}  {:<24} {}",
+            r["label"].as_str().unwrap_or(""),
+            r["run_id"].as_str().unwrap_or(""),
+            r["steps"].as_u64().unwrap_or(0),
+            r["cost_usd"].as_f64().unwrap_or(0.0),
+            r["tokens"].as_u64().unwrap_or(0),
+            verdicts.join(" "),
+            if changed.is_empty() {
+                "—".to_string()
+            } else {
+                changed.join(", ")
+            }
+        )?;
+    }
+    if branches.is_empty() {
+        writeln!(
+            out,
+            "(no labelled branches: meshflow replay {} --branch-compare --forks …)",
+            args.run_id
         )?;
     }
     Ok(0)

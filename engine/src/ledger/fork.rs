@@ -17,6 +17,8 @@ use crate::log::{Durability, RecordInput};
 /// What a fork changes for its replay, recorded with its origin.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ForkOverrides {
+    /// A label naming the branch (`--branch-compare`'s variants).
+    pub label: Option<String>,
     /// Another model.
     pub model: Option<String>,
     /// Another prompt.
@@ -27,7 +29,7 @@ pub struct ForkOverrides {
 
 impl ForkOverrides {
     fn to_json(&self) -> Value {
-        json!({"model": self.model, "prompt": self.prompt, "inject": self.inject})
+        json!({"label": self.label, "model": self.model, "prompt": self.prompt, "inject": self.inject})
     }
 }
 
@@ -52,7 +54,41 @@ enum Cut {
     Offset(u64),
 }
 
+/// A labelled branch of a run: a fork made with a label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Branch {
+    /// The label.
+    pub label: String,
+    /// The fork's run id.
+    pub run_id: String,
+    /// Its recorded overrides (`{label, model, prompt, inject}`).
+    pub overrides: Value,
+}
+
 impl Ledger {
+    /// The labelled forks of `run`, oldest first (from the lineage view's fork edges).
+    pub fn branches(&self, run: &str) -> Result<Vec<Branch>, LedgerError> {
+        self.run_len(run)?;
+        self.with_governance(|g| {
+            let graph = &g.of(&self.tenant).lineage;
+            graph
+                .edges()
+                .into_iter()
+                .filter(|e| e.relation == "forked_from" && e.source_id == lineage::run_node(run))
+                .filter_map(|e| {
+                    let node = graph.node(&e.target_id)?;
+                    let overrides = node.metadata.as_ref()?.get("overrides")?.clone();
+                    let label = overrides.get("label")?.as_str()?.to_string();
+                    Some(Branch {
+                        label,
+                        run_id: node.run_id.clone(),
+                        overrides,
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// Forks `run` from step `from_step` (−1 copies every step, 0 none, k the first min(k,
     /// len)) into `new_run_id` (a new UUID when `None`). An unknown run is `NotFound`; a run id
     /// in use is a `Conflict`.

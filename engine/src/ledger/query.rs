@@ -211,7 +211,7 @@ impl Ledger {
     }
 
     /// Brings the view up to `snapshot` and returns it with the run's step count there.
-    fn run_len(&self, run_id: &str) -> Result<(Snapshot, usize), LedgerError> {
+    pub(crate) fn run_len(&self, run_id: &str) -> Result<(Snapshot, usize), LedgerError> {
         let snapshot = self.reader().snapshot()?;
         let view = self.refresh()?;
         let run = view

@@ -299,6 +299,8 @@ struct ForkFields {
     #[serde(default)]
     new_run_id: Option<String>,
     #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
     model: Option<String>,
     #[serde(default)]
     prompt: Option<String>,
@@ -329,6 +331,7 @@ fn parse_fork(raw: &RawRequest<'_>) -> Result<Request, Refusal> {
         at_offset: f.at_offset,
         new_run_id: f.new_run_id,
         overrides: crate::ledger::fork::ForkOverrides {
+            label: f.label,
             model: f.model,
             prompt: f.prompt,
             inject: f.inject,
@@ -351,7 +354,8 @@ pub fn fork_request(
         "tenant": tenant,
         "fork": {
             "run_id": run_id, "from_step": from_step, "at_offset": at_offset,
-            "new_run_id": new_run_id, "model": overrides.model, "prompt": overrides.prompt,
+            "new_run_id": new_run_id, "label": overrides.label, "model": overrides.model,
+            "prompt": overrides.prompt,
             "inject": overrides.inject,
         },
     })
