@@ -300,6 +300,31 @@ pub enum AuditCommand {
     Verify(VerifyArgs),
     /// Verify one run's chain and print the reference's lines.
     VerifyChain(VerifyChainArgs),
+    /// Erase every personal field of a run in place (its chain stays valid; fields read
+    /// [REDACTED]).
+    Anonymize(EraseArgs),
+    /// Erase a run as `anonymize` does and delete it: "not found" everywhere afterwards.
+    DeleteRun(EraseArgs),
+    /// The tenant's erasures: who, when, why, which runs, how many slots.
+    Erasures,
+}
+
+/// `meshflow audit anonymize | delete-run`
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// The run.
+    pub run_id: String,
+    /// Also erase the run's forks, and theirs (anonymize only).
+    #[arg(long)]
+    pub with_forks: bool,
+    /// Who asks (recorded with the erasure).
+    #[arg(long, default_value = "cli")]
+    pub by: String,
+    /// Why (recorded with the erasure).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    #[command(flatten)]
+    pub wait: WaitLock,
 }
 
 /// `meshflow audit export`

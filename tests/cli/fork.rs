@@ -309,3 +309,64 @@ fn rewind_branch_compare_and_branches() {
     );
     assert_eq!(code, 0, "a variant without settings is just a label");
 }
+
+#[test]
+fn anonymize_delete_and_erasures_through_the_cli_and_serve() {
+    // Proves `audit anonymize --with-forks` (fields read [REDACTED], chains verify),
+    // `audit delete-run` (not found afterwards, exit 1), `audit erasures` listing both with
+    // who and why, and the same commands forwarded to a running `serve`.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    run_a(&db);
+    json(
+        &db,
+        &["replay", "A", "--fork-at", "-1", "--new-run-id", "A2"],
+    );
+    let r = json(
+        &db,
+        &[
+            "audit",
+            "anonymize",
+            "A",
+            "--with-forks",
+            "--by",
+            "dpo",
+            "--reason",
+            "art. 17",
+        ],
+    );
+    assert_eq!(r["runs"], serde_json::json!(["A", "A2"]));
+    let steps = json(&db, &["replay", "A2"]);
+    assert!(
+        steps[0]["redacted"].as_array().unwrap().len() >= 2,
+        "{steps}"
+    );
+    let mut server = Command::new(BIN)
+        .args(["--db", db.to_str().unwrap(), "serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while meshflow_engine::service::client::Client::discover(&db).is_none() {
+        assert!(Instant::now() < deadline, "serve did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let d = json(&db, &["audit", "delete-run", "A2", "--reason", "duplicate"]);
+    assert_eq!(d["deleted"], true);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let (code, _, err) = at(&db, &["replay", "A2"]);
+    assert_eq!(code, 1, "{err}");
+    let list = json(&db, &["audit", "erasures"]);
+    let ops: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["note"]["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["anonymize", "delete-run"]);
+    assert_eq!(list[0]["note"]["by"], "dpo");
+    let (code, _, err) = at(&db, &["audit", "verify", "--all"]);
+    assert_eq!(code, 0, "{err}");
+}

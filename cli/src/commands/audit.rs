@@ -366,3 +366,98 @@ fn verify_file(cli: &Cli, file: &Path, trusted: Option<&Verified>) -> Result<u8>
     }
     Ok(u8::from(!valid))
 }
+
+/// `meshflow audit anonymize | delete-run RUN`: through a running `serve`, or here.
+pub fn erase(cli: &Cli, args: &crate::args::EraseArgs, delete: bool) -> Result<u8> {
+    if delete && args.with_forks {
+        return Err(crate::args::UsageError(
+            "--with-forks goes with anonymize (delete the forks one by one)".to_string(),
+        )
+        .into());
+    }
+    let receipt = match meshflow_engine::service::client::Client::discover(&cli.db) {
+        Some(mut client) => client.erase(
+            &cli.tenant,
+            &args.run_id,
+            delete,
+            args.with_forks,
+            &args.by,
+            &args.reason,
+        )?,
+        None => {
+            let ledger = crate::commands::ledger::open_write_waiting(cli, args.wait.secs)?;
+            if delete {
+                ledger.delete_run(&args.run_id, &args.by, &args.reason)?
+            } else {
+                ledger.anonymize_run(&args.run_id, args.with_forks, &args.by, &args.reason)?
+            }
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"runs": receipt.runs, "slots_erased": receipt.slots_erased,
+                               "offsets": receipt.offsets, "deleted": delete})
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{} {}: {} slot(s) erased in place (erasure record(s) at offset {}); every chain still verifies",
+            if delete { "deleted" } else { "anonymized" },
+            receipt.runs.join(", "),
+            receipt.slots_erased,
+            receipt
+                .offsets
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
+    Ok(0)
+}
+
+/// `meshflow audit erasures`
+pub fn erasures(cli: &Cli) -> Result<u8> {
+    let ledger = meshflow_engine::ledger::Ledger::open_read_only(
+        &cli.db,
+        meshflow_engine::log::LogOptions::default(),
+        &cli.tenant,
+    )?;
+    let list = ledger.erasures()?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        let v: Vec<serde_json::Value> = list
+            .iter()
+            .map(|e| serde_json::json!({"offset": e.offset, "slots": e.slots, "note": e.note}))
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(v))?;
+    } else if list.is_empty() {
+        writeln!(out, "No erasures.")?;
+    } else {
+        for e in &list {
+            let n = &e.note;
+            writeln!(
+                out,
+                "offset {:<8} {:<10} {:>5} slot(s)  runs {}  by {}  at {}  {}",
+                e.offset,
+                n["op"].as_str().unwrap_or("erase"),
+                e.slots,
+                n["runs"]
+                    .as_array()
+                    .map(|r| r
+                        .iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .unwrap_or_default(),
+                n["by"].as_str().unwrap_or(""),
+                n["at"].as_str().unwrap_or(""),
+                n["reason"].as_str().unwrap_or("")
+            )?;
+        }
+    }
+    Ok(0)
+}

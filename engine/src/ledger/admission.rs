@@ -65,6 +65,8 @@ pub struct WriterState {
     pub runs: HashMap<Vec<u8>, RunHead>,
     /// Offset of every step, by [`step_key`].
     pub steps: HashMap<StepKey, u64, StepKeyHasher>,
+    /// Deleted runs, by [`run_key`]: a step for one is refused.
+    pub deleted: std::collections::HashSet<Vec<u8>>,
     /// Every governance view, as of the last admitted record: new governance events are
     /// checked against it (unique names, existing rules, tenant status).
     pub governance: crate::governance::GovState,
@@ -206,6 +208,9 @@ impl Admission for LedgerAdmission {
             arena.extend_from_slice(run_id.as_bytes());
             let run = start..arena.len();
             let this = arena.get(run.clone()).unwrap_or(&[]);
+            if !state.deleted.is_empty() && state.deleted.contains(this) {
+                return AdmitDecision::Reject(format!("run '{run_id}' was deleted"));
+            }
             let before = pending
                 .iter()
                 .rev()

@@ -19,7 +19,7 @@
 //! ```
 //!
 //! State bytes: `u64 run_count`, then per run in key order (tenant, 0, run id): `u8 tenant_len ‖
-//! tenant ‖ u32 run_id_len ‖ run_id ‖ u64 last_offset ‖ u64 step_count`, then per step
+//! tenant ‖ u32 run_id_len ‖ run_id ‖ u64 last_offset ‖ u8 deleted (v3) ‖ u64 step_count`, then per step
 //! `u64 offset ‖ u64 segment_base ‖ u32 position ‖ u32 frame_len ‖ [32] entry_hash ‖
 //! [16] step_key`; then (logic version 2) `u64 event_count` and per governance event, in
 //! offset order, `u64 offset ‖ u64 segment_base ‖ u32 position ‖ u32 frame_len`.
@@ -36,8 +36,8 @@ pub const MAGIC: [u8; 8] = *b"MESHCKPT";
 /// Checkpoint file format version.
 pub const FILE_VERSION: u32 = 1;
 /// Version of the runs view's logic: a checkpoint from other logic is rebuilt. Version 2 adds
-/// the index of governance events.
-pub const VIEW_LOGIC_VERSION: u32 = 2;
+/// the index of governance events, version 3 a deleted flag per run.
+pub const VIEW_LOGIC_VERSION: u32 = 3;
 /// Name of the runs view in checkpoints and digest events.
 pub const VIEW_NAME: &str = "runs";
 /// Record kind of a checkpoint-digest event (not critical: readers may skip it).
@@ -189,6 +189,7 @@ pub fn encode_state(view: &RunsView) -> Vec<u8> {
         );
         out.extend_from_slice(run.run_id.as_bytes());
         out.extend_from_slice(&run.last_offset.to_le_bytes());
+        out.push(u8::from(run.deleted));
         out.extend_from_slice(&(run.steps.len() as u64).to_le_bytes());
         for s in &run.steps {
             out.extend_from_slice(&s.offset.to_le_bytes());
@@ -280,6 +281,11 @@ fn decode_state(state: &[u8], next_offset: u64) -> Result<RunsView, String> {
         let run_len = usize::try_from(r.u32()?).map_err(|_| "run id length")?;
         let run_id = r.text(run_len)?;
         let last_offset = r.u64()?;
+        let deleted = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err("a deleted flag that is not 0 or 1".to_string()),
+        };
         let count = usize::try_from(r.u64()?).map_err(|_| "step count")?;
         if count > state.len() / STEP_BYTES {
             return Err("step count larger than the state".to_string());
@@ -311,6 +317,7 @@ fn decode_state(state: &[u8], next_offset: u64) -> Result<RunsView, String> {
                 run_id,
                 steps,
                 last_offset,
+                deleted,
             },
         );
     }
@@ -404,6 +411,7 @@ mod tests {
                     run_id: run.to_string(),
                     steps,
                     last_offset: 7,
+                    deleted: run == "b",
                 },
             );
         }

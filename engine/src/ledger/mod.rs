@@ -12,6 +12,7 @@ pub mod anchor;
 pub mod appender;
 pub mod archive;
 pub mod checkpoint;
+pub mod erasure;
 pub mod export;
 pub mod fork;
 pub mod legacy_v1;

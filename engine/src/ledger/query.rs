@@ -314,7 +314,7 @@ impl Ledger {
         let mut runs: Vec<(u64, &str)> = view
             .runs
             .values()
-            .filter(|r| r.tenant == self.tenant)
+            .filter(|r| r.tenant == self.tenant && !r.deleted)
             .map(|r| (r.last_offset, r.run_id.as_str()))
             .collect();
         runs.sort_unstable_by(|a, b| b.cmp(a));
@@ -553,9 +553,10 @@ impl Ledger {
         }
         let snapshot = self.reader().snapshot()?;
         let end = snapshot.head.next_offset;
-        let (runs, table) = {
+        let (runs, table, deleted) = {
             let view = self.refresh()?;
             let mut runs: Vec<(String, String, u64, u64)> = Vec::new();
+            let mut deleted: Vec<bool> = Vec::new();
             let mut table = Vec::new();
             for run in view.runs.values() {
                 let r = runs.len();
@@ -579,10 +580,12 @@ impl Ledger {
                     .take_while(|s| s.offset < end)
                     .last()
                     .map_or(0, |s| s.offset);
+                // A deleted run's chain is still checked; it is only left out of the reports.
+                deleted.push(run.deleted);
                 runs.push((run.tenant.clone(), run.run_id.clone(), count, last));
             }
             table.sort_unstable_by_key(|e| e.offset);
-            (runs, table)
+            (runs, table, deleted)
         };
         let failures: Mutex<Vec<(usize, ChainError)>> = Mutex::new(Vec::new());
         let redacted: Vec<AtomicU64> = runs.iter().map(|_| AtomicU64::new(0)).collect();
@@ -681,6 +684,7 @@ impl Ledger {
         failures.sort_by_key(|(run, e)| (*run, e.step_index));
         let mut order: Vec<usize> = (0..runs.len())
             .filter(|r| runs.get(*r).is_some_and(|(t, _, _, _)| *t == self.tenant))
+            .filter(|r| !deleted.get(*r).copied().unwrap_or(false))
             .collect();
         order.sort_by_key(|r| std::cmp::Reverse(runs.get(*r).map_or(0, |x| x.3)));
         let reports = order
@@ -718,7 +722,7 @@ impl Ledger {
         let view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
         view.runs
             .values()
-            .filter(|r| r.tenant == self.tenant)
+            .filter(|r| r.tenant == self.tenant && !r.deleted)
             .find_map(|run| {
                 let i = run.steps.binary_search_by_key(&offset, |s| s.offset).ok()?;
                 Some(format!(

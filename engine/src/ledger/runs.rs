@@ -54,6 +54,9 @@ pub struct RunState {
     pub steps: Vec<StepLoc>,
     /// Offset of the run's latest record (orders `list_runs`).
     pub last_offset: u64,
+    /// Deleted (`Ledger::delete_run`): "not found" everywhere; its records stay in the log,
+    /// its slots erased, its chain still verifiable.
+    pub deleted: bool,
 }
 
 /// The view's state: every run, and the next offset to apply.
@@ -98,6 +101,19 @@ impl RunsView {
             self.next_offset = offset + 1;
             return Ok(());
         }
+        if view.kind() == crate::format::erasure::KIND_ERASE {
+            // A deletion marks its runs deleted (the note says which).
+            if let Some(runs) = crate::format::erasure::decode(view.payload())
+                .and_then(|(_, note)| super::erasure::deleted_runs(note))
+            {
+                for run_id in runs {
+                    let key = run_key(view.tenant(), run_id.as_bytes());
+                    if let Some(run) = self.runs.get_mut(&key) {
+                        run.deleted = true;
+                    }
+                }
+            }
+        }
         if view.kind() != KIND_STEP {
             if let Some(family) = crate::governance::Family::of_kind(view.kind()) {
                 // A fork creates its run, even when it copied no step.
@@ -114,6 +130,7 @@ impl RunsView {
                             run_id,
                             steps: Vec::new(),
                             last_offset: offset,
+                            deleted: false,
                         });
                     }
                 }
@@ -169,6 +186,7 @@ impl RunsView {
                     run_id: run_id.to_string(),
                     steps: Vec::new(),
                     last_offset: offset,
+                    deleted: false,
                 },
             );
         }
@@ -220,6 +238,7 @@ impl RunsView {
     pub fn run(&self, tenant: &str, run_id: &str) -> Option<&RunState> {
         self.runs
             .get(&run_key(tenant.as_bytes(), run_id.as_bytes()))
+            .filter(|r| !r.deleted)
     }
 
     /// The admission state equal to this view (when the view covers the whole log).
@@ -238,6 +257,9 @@ impl RunsView {
             );
             for s in &run.steps {
                 state.steps.insert(s.step_key, s.offset);
+            }
+            if run.deleted {
+                state.deleted.insert(key.clone());
             }
         }
         state

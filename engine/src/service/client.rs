@@ -155,6 +155,44 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("an event response without an offset".into()))
     }
 
+    /// Anonymizes (or deletes) `run_id` of `tenant` through the service.
+    pub fn erase(
+        &mut self,
+        tenant: &str,
+        run_id: &str,
+        delete: bool,
+        with_forks: bool,
+        by: &str,
+        reason: &str,
+    ) -> Result<crate::ledger::erasure::ErasureReceipt, ClientError> {
+        let response = self.request(&protocol::erase_request(
+            tenant, run_id, delete, with_forks, by, reason,
+        ))?;
+        let bad = || ClientError::Protocol("an erase response without its fields".to_string());
+        let runs = response
+            .get("runs")
+            .and_then(Value::as_array)
+            .ok_or_else(bad)?
+            .iter()
+            .map(|r| r.as_str().map(str::to_string).ok_or_else(bad))
+            .collect::<Result<_, _>>()?;
+        let offsets = response
+            .get("offsets")
+            .and_then(Value::as_array)
+            .ok_or_else(bad)?
+            .iter()
+            .map(|o| o.as_u64().ok_or_else(bad))
+            .collect::<Result<_, _>>()?;
+        Ok(crate::ledger::erasure::ErasureReceipt {
+            runs,
+            slots_erased: response
+                .get("slots_erased")
+                .and_then(Value::as_u64)
+                .ok_or_else(bad)?,
+            offsets,
+        })
+    }
+
     /// Forks `run_id` of `tenant` (from a step count, or at a log offset) through the service.
     pub fn fork(
         &mut self,

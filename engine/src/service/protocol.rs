@@ -118,6 +118,21 @@ pub enum Request {
         /// Recorded overrides.
         overrides: crate::ledger::fork::ForkOverrides,
     },
+    /// `erase`: anonymize or delete a run (SPEC §5.4).
+    Erase {
+        /// The tenant.
+        tenant: String,
+        /// The run.
+        run_id: String,
+        /// Delete (else anonymize).
+        delete: bool,
+        /// Forks too (anonymize only).
+        with_forks: bool,
+        /// Who asks.
+        by: String,
+        /// Why.
+        reason: String,
+    },
     /// `event`: one governance event (`docs/governance-events.md`), durable on response.
     Event {
         /// The tenant it is for (tenant registry events go to `_system` whatever this is).
@@ -153,6 +168,8 @@ struct RawRequest<'a> {
     slots: Option<&'a RawValue>,
     #[serde(borrow, default)]
     fork: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    erase: Option<&'a RawValue>,
 }
 
 /// Interprets one field's raw text as `T`, naming the field when it is not one.
@@ -187,6 +204,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, Refusal> {
         "append" => parse_append(&raw),
         "event" => parse_event(&raw),
         "fork" => parse_fork(&raw),
+        "erase" => parse_erase(&raw),
         other => Err(Refusal::invalid(format!("unknown op '{other}'"))),
     }
 }
@@ -336,6 +354,62 @@ fn parse_fork(raw: &RawRequest<'_>) -> Result<Request, Refusal> {
             prompt: f.prompt,
             inject: f.inject,
         },
+    })
+}
+
+/// An erase request's fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EraseFields {
+    run_id: String,
+    mode: String,
+    #[serde(default)]
+    with_forks: bool,
+    #[serde(default)]
+    by: String,
+    #[serde(default)]
+    reason: String,
+}
+
+fn parse_erase(raw: &RawRequest<'_>) -> Result<Request, Refusal> {
+    let tenant = match raw.tenant {
+        None => "default".to_string(),
+        Some(t) => field::<String>(t, "tenant", "a string")?,
+    };
+    let f: EraseFields = serde_json::from_str(
+        raw.erase
+            .ok_or_else(|| Refusal::invalid("an erase request carries 'erase'"))?
+            .get(),
+    )
+    .map_err(|e| Refusal::invalid(format!("erase: {e}")))?;
+    let delete = match f.mode.as_str() {
+        "anonymize" => false,
+        "delete-run" => true,
+        other => return Err(Refusal::invalid(format!("erase mode '{other}'"))),
+    };
+    Ok(Request::Erase {
+        tenant,
+        run_id: f.run_id,
+        delete,
+        with_forks: f.with_forks,
+        by: f.by,
+        reason: f.reason,
+    })
+}
+
+/// An `erase` request.
+pub fn erase_request(
+    tenant: &str,
+    run_id: &str,
+    delete: bool,
+    with_forks: bool,
+    by: &str,
+    reason: &str,
+) -> Value {
+    json!({
+        "v": VERSION, "op": "erase", "tenant": tenant,
+        "erase": {"run_id": run_id, "mode": if delete { "delete-run" } else { "anonymize" },
+                  "with_forks": with_forks, "by": by, "reason": reason},
     })
 }
 

@@ -627,6 +627,35 @@ async fn respond(body: &[u8], ledger: &Ledger, appends: &Appends) -> Vec<u8> {
                 Err(_) => protocol::error("error", "the fork failed"),
             })
         }
+        Request::Erase {
+            tenant,
+            run_id,
+            delete,
+            with_forks,
+            by,
+            reason,
+        } => {
+            let handle = match ledger.with_tenant(&tenant) {
+                Ok(h) => h,
+                Err(e) => return protocol::encode(&protocol::ledger_error(&e)),
+            };
+            let erased = tokio::task::spawn_blocking(move || {
+                if delete {
+                    handle.delete_run(&run_id, &by, &reason)
+                } else {
+                    handle.anonymize_run(&run_id, with_forks, &by, &reason)
+                }
+            })
+            .await;
+            protocol::encode(&match erased {
+                Ok(Ok(r)) => json!({
+                    "ok": true, "runs": r.runs, "slots_erased": r.slots_erased,
+                    "offsets": r.offsets,
+                }),
+                Ok(Err(e)) => protocol::ledger_error(&e),
+                Err(_) => protocol::error("error", "the erasure failed"),
+            })
+        }
         Request::Event {
             tenant,
             event,
