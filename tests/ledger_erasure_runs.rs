@@ -140,3 +140,78 @@ fn a24_a_deleted_run_is_not_found_anywhere_and_takes_no_step() {
         .fork("B", -1, None, &ForkOverrides::default())
         .is_err());
 }
+
+#[test]
+fn a25_a26_tenants_are_strict_and_a_purge_touches_one_tenant() {
+    // Proves A25 (tenant beta gets "not found" for alpha's run in get, summary, export,
+    // verify, diff, fork, anonymize and delete) and A26 (purging alpha deletes its runs,
+    // erases its lineage names and secrets' ciphertexts, marks it deleted; beta untouched).
+    use meshflow_engine::governance::{lineage, tenant, vault};
+    let dir = tempfile::tempdir().unwrap();
+    let alpha = Ledger::open(dir.path(), LogOptions::default(), "alpha")
+        .unwrap()
+        .0;
+    let beta = alpha.with_tenant("beta").unwrap();
+    for n in 0..2 {
+        alpha.append(step("alpha-1", n), Durability::Sync).unwrap();
+        alpha.append(step("alpha-2", n), Durability::Sync).unwrap();
+        beta.append(step("beta-1", n), Durability::Sync).unwrap();
+    }
+    let nf = |r: Result<(), LedgerError>| {
+        assert!(matches!(r, Err(LedgerError::NotFound { .. })), "{r:?}")
+    };
+    nf(beta.get_run("alpha-1").map(|_| ()));
+    nf(beta.run_summary("alpha-1").map(|_| ()));
+    nf(beta.export_run("alpha-1", &mut Vec::new()));
+    nf(beta.verify_chain("alpha-1").map(|_| ()));
+    nf(beta.diff("alpha-1", "beta-1").map(|_| ()));
+    nf(beta
+        .fork("alpha-1", -1, None, &ForkOverrides::default())
+        .map(|_| ()));
+    nf(beta.anonymize_run("alpha-1", false, "x", "y").map(|_| ()));
+    nf(beta.delete_run("alpha-1", "x", "y").map(|_| ()));
+    assert_eq!(beta.list_runs().unwrap(), ["beta-1"]);
+    alpha
+        .append_event(
+            &tenant::events::create("alpha", "Alpha", "alpha", "free", Default::default(), 1.0)
+                .unwrap(),
+        )
+        .unwrap();
+    let (node, slots) =
+        lineage::events::add_node("n", "dataset", SECRET, "", "", &Default::default(), 1.0)
+            .unwrap();
+    alpha.append_event_with_slots(&node, slots).unwrap();
+    let (params, key) = vault::KdfParams::create("alpha", b"pw").unwrap();
+    alpha
+        .append_event(&vault::events::init(&params, "a0", "t", 1.0))
+        .unwrap();
+    let sealed = vault::seal_value(&key, "alpha", "k", 1, b"v").unwrap();
+    let put = alpha
+        .append_event_with_slots(
+            &vault::events::put("s", "k", "generic", "", "t", "a1", 2.0),
+            vec![sealed],
+        )
+        .unwrap();
+    let r = alpha.purge_tenant("dpo", "contract ended").unwrap();
+    assert_eq!(r.runs.len(), 2);
+    assert!(alpha.list_runs().unwrap().is_empty());
+    assert_eq!(beta.list_runs().unwrap(), ["beta-1"]);
+    assert!(
+        beta.get_run("beta-1").unwrap()[0].text(0).contains(SECRET),
+        "beta untouched"
+    );
+    assert_eq!(
+        alpha.read_event_slot(put, 0).unwrap(),
+        None,
+        "the secret's ciphertext"
+    );
+    alpha
+        .with_governance(|g| {
+            assert!(g.of("alpha").lineage.nodes().is_empty());
+            assert!(g.of("alpha").vault.list("").is_empty());
+            assert_eq!(g.tenants().get("alpha").unwrap().status, "deleted");
+        })
+        .unwrap();
+    let (_, chains) = beta.verify_all().unwrap();
+    assert!(chains.iter().all(|c| c.valid));
+}

@@ -609,10 +609,20 @@ pub enum TenantCommand {
         #[command(flatten)]
         wait: WaitLock,
     },
-    /// Mark a tenant deleted: a status only, its data stays. Its id is never reused.
+    /// Mark a tenant deleted (its id is never reused). With --purge also erase its data: every
+    /// run deleted, every lineage node and vault secret erased; other tenants are untouched.
     Delete {
-        /// Id or slug.
+        /// Id or slug (with --purge: the tenant id).
         tenant: String,
+        /// Also erase the tenant's runs and personal governance data.
+        #[arg(long)]
+        purge: bool,
+        /// Who asks (recorded with the erasure).
+        #[arg(long, default_value = "cli")]
+        by: String,
+        /// Why (recorded with the erasure).
+        #[arg(long, default_value = "")]
+        reason: String,
         #[command(flatten)]
         wait: WaitLock,
     },

@@ -370,3 +370,66 @@ fn anonymize_delete_and_erasures_through_the_cli_and_serve() {
     let (code, _, err) = at(&db, &["audit", "verify", "--all"]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn a26_tenant_delete_purge_through_the_cli() {
+    // Proves `tenant delete ID --purge`: the tenant's runs are gone (list empty, replay exit 1),
+    // another tenant's run is untouched, and every chain still verifies.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    run_a(&db);
+    let line = serde_json::json!({
+        "run_id": "acme-1", "node_id": "n", "node_kind": "llm", "input_task": "t",
+        "output_content": "o", "verdict": "commit", "blocked": false, "uncertainty": 0.1,
+        "cost_usd": 0.01, "tokens_used": 3, "carbon_gco2": 0.0, "duration_ms": 1.0
+    })
+    .to_string();
+    let mut child = Command::new(BIN)
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "--tenant",
+            "acme",
+            "append",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{line}\n{}\n", line.replace("acme-1", "acme-2")).as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let r = json(
+        &db,
+        &[
+            "tenant",
+            "delete",
+            "acme",
+            "--purge",
+            "--reason",
+            "offboarded",
+        ],
+    );
+    assert_eq!(r["runs_deleted"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        json(&db, &["--tenant", "acme", "runs"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let (code, _, _) = at(&db, &["--tenant", "acme", "replay", "acme-1"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        json(&db, &["runs"]).as_array().unwrap().len(),
+        1,
+        "default's run A stays"
+    );
+    let (code, _, err) = at(&db, &["audit", "verify", "--all"]);
+    assert_eq!(code, 0, "{err}");
+}

@@ -307,7 +307,43 @@ pub fn tenant(cli: &Cli, command: &TenantCommand) -> Result<u8> {
         }
         TenantCommand::Suspend { tenant, wait } => set_status(cli, tenant, "suspended", *wait),
         TenantCommand::Activate { tenant, wait } => set_status(cli, tenant, "active", *wait),
-        TenantCommand::Delete { tenant, wait } => set_status(cli, tenant, "deleted", *wait),
+        TenantCommand::Delete {
+            tenant,
+            purge: false,
+            wait,
+            ..
+        } => set_status(cli, tenant, "deleted", *wait),
+        TenantCommand::Delete {
+            tenant,
+            purge: true,
+            by,
+            reason,
+            wait,
+        } => {
+            let r = match Client::discover(&cli.db) {
+                Some(mut client) => client.purge_tenant(tenant, by, reason)?,
+                None => open_write_waiting(cli, wait.secs)?
+                    .with_tenant(tenant)?
+                    .purge_tenant(by, reason)?,
+            };
+            let mut out = std::io::stdout().lock();
+            if cli.json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"tenant": tenant, "runs_deleted": r.runs, "slots_erased": r.slots_erased,
+                           "offsets": r.offsets})
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "purged tenant '{tenant}': {} run(s) deleted, {} slot(s) erased; its governance data erased",
+                    r.runs.len(),
+                    r.slots_erased
+                )?;
+            }
+            Ok(0)
+        }
         TenantCommand::Plan { tenant, plan, wait } => {
             let event = tenant::events::plan(tenant, plan).map_err(usage)?;
             let offset = write_event(cli, &event, *wait)?;

@@ -74,6 +74,70 @@ impl Ledger {
         self.erase_runs("delete-run", run, false, by, reason)
     }
 
+    /// Purges this handle's tenant: deletes every run (as `delete_run`), deletes every lineage
+    /// node (erasing names and metadata) and every vault secret (erasing ciphertexts), and
+    /// marks the tenant deleted in the registry when it is registered there. Other tenants are
+    /// untouched.
+    pub fn purge_tenant(&self, by: &str, reason: &str) -> Result<ErasureReceipt, LedgerError> {
+        self.inner.log.as_ref().ok_or(LedgerError::ReadOnly)?;
+        let runs: Vec<String> = self
+            .list_runs()?
+            .into_iter()
+            .filter(|r| self.run_len(r).is_ok_and(|(_, n)| n > 0))
+            .collect();
+        let mut receipt = if runs.is_empty() {
+            ErasureReceipt {
+                runs: Vec::new(),
+                slots_erased: 0,
+                offsets: Vec::new(),
+            }
+        } else {
+            self.erase_list("delete-run", runs, by, reason)?
+        };
+        let now = crate::governance::now_secs();
+        let (nodes, secrets, registered) = self.with_governance(|g| {
+            let views = g.of(&self.tenant);
+            let nodes: Vec<String> = views
+                .lineage
+                .nodes()
+                .iter()
+                .map(|n| n.node_id.clone())
+                .collect();
+            let secrets: Vec<String> = views
+                .vault
+                .list("")
+                .iter()
+                .map(|s| s.name.clone())
+                .collect();
+            let registered = g
+                .tenants()
+                .get(&self.tenant)
+                .is_some_and(|t| t.tenant_id == self.tenant && t.status != "deleted");
+            (nodes, secrets, registered)
+        })?;
+        if !nodes.is_empty() {
+            let (event, slots) = lineage::events::delete_subject("tenant purge", &nodes, now);
+            receipt
+                .offsets
+                .push(self.append_event_with_slots(&event, slots)?);
+        }
+        for name in secrets {
+            let event = crate::governance::vault::events::delete(
+                &name,
+                by,
+                &crate::governance::new_id(),
+                now,
+            );
+            receipt.offsets.push(self.append_event(&event)?);
+        }
+        if registered {
+            let event = crate::governance::tenant::events::status(&self.tenant, "deleted")
+                .map_err(|reason| LedgerError::Invalid { reason })?;
+            receipt.offsets.push(self.append_event(&event)?);
+        }
+        Ok(receipt)
+    }
+
     fn erase_runs(
         &self,
         op: &str,
@@ -82,7 +146,7 @@ impl Ledger {
         by: &str,
         reason: &str,
     ) -> Result<ErasureReceipt, LedgerError> {
-        let log = self.inner.log.as_ref().ok_or(LedgerError::ReadOnly)?;
+        self.inner.log.as_ref().ok_or(LedgerError::ReadOnly)?;
         self.run_len(run)?;
         let mut runs = vec![run.to_string()];
         if with_forks {
@@ -101,6 +165,19 @@ impl Ledger {
                 }
             }
         }
+        self.erase_list(op, runs, by, reason)
+    }
+
+    /// Erases every slot of `runs` with one note (several records when there are many slots).
+    fn erase_list(
+        &self,
+        op: &str,
+        runs: Vec<String>,
+        by: &str,
+        reason: &str,
+    ) -> Result<ErasureReceipt, LedgerError> {
+        let log = self.inner.log.as_ref().ok_or(LedgerError::ReadOnly)?;
+        let run = runs.first().cloned().unwrap_or_default();
         let mut targets = Vec::new();
         let mut live = 0u64;
         for r in &runs {

@@ -165,8 +165,21 @@ impl Client {
         by: &str,
         reason: &str,
     ) -> Result<crate::ledger::erasure::ErasureReceipt, ClientError> {
+        let mode = if delete { "delete-run" } else { "anonymize" };
+        self.erase_mode(tenant, run_id, mode, with_forks, by, reason)
+    }
+
+    fn erase_mode(
+        &mut self,
+        tenant: &str,
+        run_id: &str,
+        mode: &str,
+        with_forks: bool,
+        by: &str,
+        reason: &str,
+    ) -> Result<crate::ledger::erasure::ErasureReceipt, ClientError> {
         let response = self.request(&protocol::erase_request(
-            tenant, run_id, delete, with_forks, by, reason,
+            tenant, run_id, mode, with_forks, by, reason,
         ))?;
         let bad = || ClientError::Protocol("an erase response without its fields".to_string());
         let runs = response
@@ -191,6 +204,16 @@ impl Client {
                 .ok_or_else(bad)?,
             offsets,
         })
+    }
+
+    /// Purges `tenant` (`Ledger::purge_tenant`) through the service.
+    pub fn purge_tenant(
+        &mut self,
+        tenant: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<crate::ledger::erasure::ErasureReceipt, ClientError> {
+        self.erase_mode(tenant, "", "purge-tenant", false, by, reason)
     }
 
     /// Forks `run_id` of `tenant` (from a step count, or at a log offset) through the service.

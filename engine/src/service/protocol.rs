@@ -124,8 +124,8 @@ pub enum Request {
         tenant: String,
         /// The run.
         run_id: String,
-        /// Delete (else anonymize).
-        delete: bool,
+        /// `anonymize`, `delete-run` or `purge-tenant` (the request's tenant; no run).
+        mode: String,
         /// Forks too (anonymize only).
         with_forks: bool,
         /// Who asks.
@@ -382,15 +382,13 @@ fn parse_erase(raw: &RawRequest<'_>) -> Result<Request, Refusal> {
             .get(),
     )
     .map_err(|e| Refusal::invalid(format!("erase: {e}")))?;
-    let delete = match f.mode.as_str() {
-        "anonymize" => false,
-        "delete-run" => true,
-        other => return Err(Refusal::invalid(format!("erase mode '{other}'"))),
-    };
+    if !matches!(f.mode.as_str(), "anonymize" | "delete-run" | "purge-tenant") {
+        return Err(Refusal::invalid(format!("erase mode '{}'", f.mode)));
+    }
     Ok(Request::Erase {
         tenant,
         run_id: f.run_id,
-        delete,
+        mode: f.mode,
         with_forks: f.with_forks,
         by: f.by,
         reason: f.reason,
@@ -401,14 +399,14 @@ fn parse_erase(raw: &RawRequest<'_>) -> Result<Request, Refusal> {
 pub fn erase_request(
     tenant: &str,
     run_id: &str,
-    delete: bool,
+    mode: &str,
     with_forks: bool,
     by: &str,
     reason: &str,
 ) -> Value {
     json!({
         "v": VERSION, "op": "erase", "tenant": tenant,
-        "erase": {"run_id": run_id, "mode": if delete { "delete-run" } else { "anonymize" },
+        "erase": {"run_id": run_id, "mode": mode,
                   "with_forks": with_forks, "by": by, "reason": reason},
     })
 }

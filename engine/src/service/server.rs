@@ -630,7 +630,7 @@ async fn respond(body: &[u8], ledger: &Ledger, appends: &Appends) -> Vec<u8> {
         Request::Erase {
             tenant,
             run_id,
-            delete,
+            mode,
             with_forks,
             by,
             reason,
@@ -639,12 +639,10 @@ async fn respond(body: &[u8], ledger: &Ledger, appends: &Appends) -> Vec<u8> {
                 Ok(h) => h,
                 Err(e) => return protocol::encode(&protocol::ledger_error(&e)),
             };
-            let erased = tokio::task::spawn_blocking(move || {
-                if delete {
-                    handle.delete_run(&run_id, &by, &reason)
-                } else {
-                    handle.anonymize_run(&run_id, with_forks, &by, &reason)
-                }
+            let erased = tokio::task::spawn_blocking(move || match mode.as_str() {
+                "delete-run" => handle.delete_run(&run_id, &by, &reason),
+                "purge-tenant" => handle.purge_tenant(&by, &reason),
+                _ => handle.anonymize_run(&run_id, with_forks, &by, &reason),
             })
             .await;
             protocol::encode(&match erased {
