@@ -28,11 +28,12 @@ fn demo(dir: &std::path::Path) {
     assert_eq!(code, 0, "{err}");
     let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
-        summary["records"], 249,
+        summary["records"], 309,
         "200 steps, the erasure, a checkpoint-digest event and the 47 governance events of \
          4 agents (tenant, 3 rules and a decision, an SLA and 12 observations, 3 vault events, \
          13 lineage nodes and edges, 4 identities, a canary and 6 outcomes, 2 lock, 2 alert \
-         and 2 flag events)"
+         and 2 flag events), then a fork copying 50 steps (51 records), two branches copying 3 \
+         (8) and an anonymization (1 erasure record)"
     );
     assert_eq!(summary["valid"], true);
 }
@@ -62,14 +63,15 @@ fn demo_then_stats_verify_and_tail() {
     let (code, out, _) = run_meshflow(&["--db", db, "log", "verify", "--json"]);
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    // The demo's 249 records and the checkpoint-digest events (runs and governance views) its
+    // The demo's 309 records and the checkpoint-digest events (runs and governance views) its
     // ledger appends on close.
-    assert_eq!(report["records"], 251);
-    assert_eq!(report["slots_erased"], 1);
+    assert_eq!(report["records"], 311);
+    // One step's input, then agent-03-run's 50 steps × 4 slots.
+    assert_eq!(report["slots_erased"], 201);
     let (code, out, _) = run_meshflow(&["--db", db, "log", "stats", "--json"]);
     assert_eq!(code, 0);
     let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(stats["records"], 251);
+    assert_eq!(stats["records"], 311);
     assert_eq!(stats["head_hash"], report["head_hash"]);
     let (code, out, _) = run_meshflow(&[
         "--db", db, "log", "tail", "--from", "0", "--limit", "1000", "--json",
@@ -79,13 +81,17 @@ fn demo_then_stats_verify_and_tail() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 251);
+    assert_eq!(lines.len(), 311);
     assert_eq!(lines[0]["offset"], 0);
     let erased: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|l| l["slots"][0]["erased"] == true)
         .collect();
-    assert_eq!(erased.len(), 1, "the demo erases one step's input");
+    assert_eq!(
+        erased.len(),
+        51,
+        "the demo erases one step's input, then anonymizes agent-03-run's 50 steps"
+    );
     let (code, out, _) = run_meshflow(&["--db", db, "log", "tail"]);
     assert_eq!(code, 0);
     assert_eq!(

@@ -178,6 +178,9 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
     // a canary, a lock, an alert and a flag.
     let governance = populate_governance(&ledger, args.agents)?;
 
+    // Operators' tools: a fork with another model, a two-branch comparison, an anonymization.
+    let operators = operators_tools(&ledger, args.agents)?;
+
     // Verify everything: the log (frames, global chain, erased slots) and every run chain.
     let (log_report, chains) = ledger.verify_all()?;
     let invalid = chains.iter().filter(|r| !r.valid).count();
@@ -211,6 +214,7 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
         "export_file": export_path.display().to_string(),
         "export_valid": export_valid,
         "governance": governance,
+        "operators": operators,
         "valid": valid,
     });
     if cli.json {
@@ -258,6 +262,20 @@ fn print_human(out: &mut impl Write, s: &serde_json::Value) -> Result<()> {
         out,
         "verify it independently: python3 tools/verify_export.py {file}"
     )?;
+    let o = &s["operators"];
+    if !o.is_null() {
+        writeln!(
+            out,
+            "operators: forked {} into {} ({} steps, model {}); branches {}; anonymized {} ({} slots erased, its chain still verifies)",
+            o["forked"].as_str().unwrap_or(""),
+            o["fork"].as_str().unwrap_or(""),
+            o["fork_steps"],
+            o["fork_model"].as_str().unwrap_or(""),
+            o["branches"].as_array().map(|b| b.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+            o["anonymized"].as_str().unwrap_or(""),
+            o["slots_erased"]
+        )?;
+    }
     let g = &s["governance"];
     writeln!(
         out,
@@ -542,4 +560,39 @@ fn populate_governance(ledger: &Ledger, agents: u64) -> Result<serde_json::Value
         })
     })?;
     Ok(summary)
+}
+
+/// A fork with another model, a branch comparison and an anonymization, when there are agents
+/// enough (`null` otherwise).
+fn operators_tools(ledger: &Ledger, agents: u64) -> Result<serde_json::Value> {
+    use meshflow_engine::ledger::fork::ForkOverrides;
+    if agents < 4 {
+        return Ok(serde_json::Value::Null);
+    }
+    let model = ForkOverrides {
+        model: Some("gpt-4o".to_string()),
+        ..Default::default()
+    };
+    let fork = ledger.fork("agent-01-run", -1, Some("agent-01-run-gpt4o"), &model)?;
+    let mut branches = Vec::new();
+    for (label, m) in [("small", "gpt-4o-mini"), ("large", "claude-sonnet-4-6")] {
+        let o = ForkOverrides {
+            label: Some(label.to_string()),
+            model: Some(m.to_string()),
+            ..Default::default()
+        };
+        let r = ledger.fork(
+            "agent-02-run",
+            3,
+            Some(&format!("agent-02-run--{label}")),
+            &o,
+        )?;
+        branches.push(r.run_id);
+    }
+    let erased = ledger.anonymize_run("agent-03-run", false, "demo", "data subject request")?;
+    Ok(json!({
+        "forked": fork.parent_run_id, "fork": fork.run_id, "fork_steps": fork.steps_copied,
+        "fork_model": "gpt-4o", "branches": branches, "anonymized": "agent-03-run",
+        "slots_erased": erased.slots_erased,
+    }))
 }
