@@ -205,7 +205,7 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> Result<u8> {
         "appends_per_sec": appended as f64 / append_secs,
         "erasure_offset": erasure.offset,
         "reopened_cleanly": recovery.clean,
-        "runs": runs.len(),
+        "runs": chains.len(),
         "runs_invalid": invalid,
         "steps_redacted": redacted,
         "records": log_report.record_count,
