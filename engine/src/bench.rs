@@ -816,3 +816,92 @@ pub mod governance {
         ])
     }
 }
+
+/// Operators' tools (issue 6's bars): `F` forks a 10,000-step run at −1 (steps copied per
+/// second, to compare with A's append rate); `X` anonymizes one run of the canonical workload
+/// and reports the slot bytes it overwrote (to compare with the log's size).
+pub mod operators {
+    use std::path::Path;
+    use std::time::Instant;
+
+    use super::PhaseResult;
+    use crate::ledger::fork::ForkOverrides;
+    use crate::ledger::{Ledger, LedgerError};
+    use crate::log::{Durability, LogOptions};
+    use crate::workload::Workload;
+
+    const TENANT: &str = "default";
+
+    /// Phase F: a run of `steps` steps (the canonical step shape) forked whole.
+    pub fn phase_f(dir: &Path, steps: u64) -> Result<PhaseResult, LedgerError> {
+        let workload = Workload {
+            runs: 1,
+            steps,
+            payload_bytes: 256,
+        };
+        let ledger = Ledger::open(dir, LogOptions::default(), TENANT)?.0;
+        {
+            let mut appender = ledger.appender()?;
+            for i in 0..steps {
+                appender.submit(workload.step_request(i), Durability::Buffered)?;
+                while appender.outstanding() > 4096 {
+                    appender.next_receipt()?;
+                }
+            }
+            while appender.outstanding() > 0 {
+                appender.next_receipt()?;
+            }
+            appender.sync()?;
+        }
+        let run = workload.step_request(0).run_id;
+        let started = Instant::now();
+        let r = ledger.fork(&run, -1, Some("fork"), &ForkOverrides::default())?;
+        let secs = started.elapsed().as_secs_f64();
+        Ok(PhaseResult::records_per_sec(
+            "F",
+            r.steps_copied,
+            secs,
+            Vec::new(),
+        ))
+    }
+
+    /// Phase X: anonymizes one run of the log in `dir` (phase A's). `records` is the number of
+    /// slot content bytes overwritten; the caller compares them with the log's size.
+    pub fn phase_x(dir: &Path, workload: &Workload) -> Result<(PhaseResult, u64), LedgerError> {
+        let ledger = Ledger::open(dir, LogOptions::default(), TENANT)?.0;
+        let run = workload.step_request(workload.runs / 2).run_id;
+        let bytes: u64 = ledger
+            .get_run(&run)?
+            .iter()
+            .map(|s| {
+                s.stored
+                    .slots
+                    .iter()
+                    .map(|v| match v {
+                        crate::ledger::record::FieldValue::Text(t) => t.len() as u64,
+                        crate::ledger::record::FieldValue::Redacted { len, .. } => *len,
+                    })
+                    .sum::<u64>()
+            })
+            .sum();
+        let log_bytes = ledger.log().map_or(0, |l| {
+            l.reader()
+                .stats()
+                .map(|s| s.segments.iter().map(|(_, len)| *len).sum())
+                .unwrap_or_default()
+        });
+        let started = Instant::now();
+        ledger.anonymize_run(&run, false, "bench", "phase X")?;
+        let secs = started.elapsed().as_secs_f64();
+        Ok((
+            PhaseResult {
+                phase: "X".to_string(),
+                records: bytes,
+                secs,
+                unit: "bytes/s",
+                latencies: Vec::new(),
+            },
+            log_bytes,
+        ))
+    }
+}

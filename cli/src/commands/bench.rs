@@ -25,6 +25,10 @@ enum Phase {
     G,
     /// Reopening with checkpoints: the canonical log (R) and 10× it (R10).
     R(u64),
+    /// Forking a 10,000-step run at −1.
+    F,
+    /// Anonymizing one run of phase A's log.
+    X,
 }
 
 fn parse_phases(text: &str, writers: Option<u64>) -> Result<Vec<Phase>> {
@@ -40,16 +44,18 @@ fn parse_phases(text: &str, writers: Option<u64>) -> Result<Vec<Phase>> {
             "G" => Phase::G,
             "R" => Phase::R(1),
             "R10" => Phase::R(10),
+            "F" => Phase::F,
+            "X" => Phase::X,
             other if other.starts_with('S') => match other[1..].parse::<u64>() {
                 Ok(w) if w > 0 => Phase::SW(writers.unwrap_or(w)),
                 _ => bail!(UsageError(format!(
-                    "unknown phase '{other}' (A, B, B<W>, C, D, E, S<W>, P, G, R, R10)"
+                    "unknown phase '{other}' (A, B, B<W>, C, D, E, S<W>, P, G, R, R10, F, X)"
                 ))),
             },
             other => match other.strip_prefix('B').map(str::parse::<u64>) {
                 Some(Ok(w)) if w > 0 => Phase::BW(writers.unwrap_or(w)),
                 _ => bail!(UsageError(format!(
-                    "unknown phase '{other}' (A, B, B<W>, C, D, E, S<W>, P, G, R, R10)"
+                    "unknown phase '{other}' (A, B, B<W>, C, D, E, S<W>, P, G, R, R10, F, X)"
                 ))),
             },
         };
@@ -98,7 +104,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
         })
     {
         bail!(UsageError(
-            "phases D, S<W>, P, G, R and R10 need --layer ledger".to_string()
+            "phases D, S<W>, P, G, R, R10, F and X need --layer ledger".to_string()
         ));
     }
     let workload = Workload {
@@ -117,7 +123,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     let a_dir = root.join("phase-a");
     let need_a_log = phases
         .iter()
-        .any(|p| matches!(p, Phase::C | Phase::D | Phase::E));
+        .any(|p| matches!(p, Phase::C | Phase::D | Phase::E | Phase::X));
     // With --dir, a phase-A log left by an earlier run (same layer and workload) is reused, so
     // C, D and E can be measured (or profiled) on their own.
     let reuse = args.dir.is_some() && a_dir.join("HEAD").exists();
@@ -175,6 +181,26 @@ fn run_phase(
         Phase::D => bail!(UsageError("phase D needs --layer ledger".to_string())),
         Phase::E if ledger => lg::phase_e(a_dir, 7)?,
         Phase::E => bench::phase_e(a_dir, 7)?,
+        Phase::F => {
+            let dir = root.join("phase-f");
+            remove_if_exists(&dir)?;
+            let r = bench::operators::phase_f(&dir, 10_000)?;
+            remove_if_exists(&dir)?;
+            r
+        }
+        Phase::X => {
+            let (r, log_bytes) = bench::operators::phase_x(a_dir, workload)?;
+            emit(&r)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"peer": "meshflow", "phase": "X-log", "log_bytes": log_bytes,
+                                   "erased_bytes": r.records,
+                                   "erased_fraction": r.records as f64 / log_bytes.max(1) as f64})
+            )?;
+            return Ok(());
+        }
         Phase::P => bench::governance::phase_p(200_000),
         Phase::G => {
             let dir = root.join("phase-g");
