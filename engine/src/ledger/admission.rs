@@ -112,7 +112,12 @@ pub(crate) struct LedgerAdmission {
     /// Scratch space reused from batch to batch (see `admit`).
     arena: Vec<u8>,
     pending: Vec<Pending>,
+    /// The step keys of a large batch, so that a duplicate within it is found in O(1).
+    pending_keys: std::collections::HashSet<StepKey, StepKeyHasher>,
 }
+
+/// Past this many steps in a batch, duplicates within it are looked up in a set.
+const PENDING_SCAN_MAX: usize = 32;
 
 impl LedgerAdmission {
     pub(crate) fn new(state: Arc<Mutex<WriterState>>) -> LedgerAdmission {
@@ -120,6 +125,7 @@ impl LedgerAdmission {
             state,
             arena: Vec::new(),
             pending: Vec::new(),
+            pending_keys: std::collections::HashSet::with_hasher(StepKeyHasher),
         }
     }
 }
@@ -140,8 +146,10 @@ impl Admission for LedgerAdmission {
         // Run keys of this batch, back to back: a run already known costs no allocation.
         let arena = &mut self.arena;
         let pending = &mut self.pending;
+        let pending_keys = &mut self.pending_keys;
         arena.clear();
         pending.clear();
+        pending_keys.clear();
         let mut admitted = Vec::with_capacity(batch.len());
         // At most one governance event a batch, checked against the state before the batch.
         let mut governance: Option<StagedEvent> = None;
@@ -199,7 +207,15 @@ impl Admission for LedgerAdmission {
             };
             let tenant = frame.tenant();
             let key = step_key(tenant, step_id.as_bytes());
-            if state.steps.contains_key(&key) || pending.iter().any(|p| p.key == key) {
+            let in_batch = if pending.len() < PENDING_SCAN_MAX {
+                pending.iter().any(|p| p.key == key)
+            } else {
+                if pending_keys.is_empty() {
+                    pending_keys.extend(pending.iter().map(|p| p.key));
+                }
+                !pending_keys.insert(key)
+            };
+            if state.steps.contains_key(&key) || in_batch {
                 return AdmitDecision::Reject(format!("{DUPLICATE} '{step_id}'"));
             }
             let start = arena.len();
