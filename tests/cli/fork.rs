@@ -433,3 +433,60 @@ fn a26_tenant_delete_purge_through_the_cli() {
     let (code, _, err) = at(&db, &["audit", "verify", "--all"]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn sigkill_mid_anonymize_leaves_the_run_whole_or_erased() {
+    // Proves crash safety of a run erasure at process level: `audit anonymize` killed with
+    // SIGKILL at several points; after the next writable open (which redoes an interrupted
+    // erasure) the run is either untouched or fully erased, never half, and every chain
+    // verifies.
+    let dir = tempfile::tempdir().unwrap();
+    for (i, delay_ms) in [0u64, 2, 5, 10, 20, 40].into_iter().enumerate() {
+        let db = dir.path().join(format!("db{i}"));
+        let lines: String = (0..1500)
+            .map(|n| {
+                serde_json::json!({
+                    "run_id": "big", "node_id": format!("n{n}"), "node_kind": "llm",
+                    "input_task": format!("private input {n}"), "output_content": "o",
+                    "verdict": "commit", "blocked": false, "uncertainty": 0.1,
+                    "cost_usd": 0.01, "tokens_used": 3, "carbon_gco2": 0.0, "duration_ms": 1.0
+                })
+                .to_string()
+                    + "\n"
+            })
+            .collect();
+        let input = dir.path().join(format!("steps{i}.jsonl"));
+        std::fs::write(&input, lines).unwrap();
+        let (code, _, err) = at(&db, &["append", input.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        let mut child = Command::new(BIN)
+            .args(["--db", db.to_str().unwrap(), "audit", "anonymize", "big"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // A writable open finishes (or redoes) an erasure whose record is durable.
+        let empty = dir.path().join("empty.jsonl");
+        std::fs::write(&empty, "").unwrap();
+        let (code, _, err) = at(&db, &["append", empty.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        let steps = json(&db, &["replay", "big"]);
+        let redacted: Vec<usize> = steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["redacted"].as_array().map_or(0, Vec::len))
+            .collect();
+        let erased = redacted.iter().filter(|n| **n > 0).count();
+        assert!(
+            erased == 0 || erased == redacted.len(),
+            "delay {delay_ms} ms: {erased} of {} steps erased",
+            redacted.len()
+        );
+        let (code, _, err) = at(&db, &["audit", "verify", "--all"]);
+        assert_eq!(code, 0, "delay {delay_ms} ms: {err}");
+    }
+}

@@ -11,8 +11,11 @@ use super::{Ledger, LedgerError};
 use crate::format::erasure::SlotRef;
 use crate::governance::lineage;
 
-/// Slots named by one erasure record at most (its payload stays well under the limits).
-const TARGETS_PER_RECORD: usize = 4096;
+/// Slots named by one erasure record at most: 16 bytes each, so the payload stays under the
+/// log's default 16 MiB limit. A run of up to ~250,000 steps is erased by one record, which a
+/// crash leaves either complete or redone on open; a larger one takes several, and a crash
+/// between two of them leaves the later ones to a repeated command (idempotent).
+const TARGETS_PER_RECORD: usize = 1_000_000;
 
 /// What an erasure did.
 #[derive(Debug, Clone, PartialEq, Eq)]
