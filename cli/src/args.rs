@@ -134,6 +134,12 @@ pub enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Import an existing ledger.
+    Import {
+        /// What to import.
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Simulated agents append concurrently into a fresh directory; then reopen, verify, stats.
     Demo(DemoArgs),
     /// Run the canonical benchmark workload, one JSON object per phase on stdout.
@@ -1194,5 +1200,19 @@ pub enum LineageCommand {
     List {
         #[command(flatten)]
         at: AtOffset,
+    },
+}
+
+/// `meshflow import …`
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// A reference MeshFlow SQLite ledger: every run's legacy chain checked (per run or
+    /// batched), gzip+base64 outputs decoded, tenants kept, legacy hashes kept as provenance;
+    /// each run imported atomically; runs whose legacy chain was broken are reported (exit 1).
+    MeshflowSqlite {
+        /// The SQLite file.
+        path: PathBuf,
+        #[command(flatten)]
+        wait: WaitLock,
     },
 }

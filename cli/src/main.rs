@@ -104,6 +104,9 @@ fn main() -> ExitCode {
         Command::Lock { command } => commands::governance_more::lock(&cli, command),
         Command::Alert { command } => commands::governance_more::alert(&cli, command),
         Command::Flag { command } => commands::governance_more::flag(&cli, command),
+        Command::Import {
+            command: args::ImportCommand::MeshflowSqlite { path, wait },
+        } => commands::audit::import_sqlite(&cli, path, *wait),
         Command::Demo(demo) => commands::demo::run(&cli, demo),
         Command::Bench(bench) => commands::bench::run(bench),
     };

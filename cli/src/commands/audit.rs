@@ -461,3 +461,45 @@ pub fn erasures(cli: &Cli) -> Result<u8> {
     }
     Ok(0)
 }
+
+/// `meshflow import meshflow-sqlite PATH`: takes the writer lock (a running `serve` holds it:
+/// stop it first). Exit 1 when some run's legacy chain was already broken (imported anyway).
+pub fn import_sqlite(cli: &Cli, path: &std::path::Path, wait: crate::args::WaitLock) -> Result<u8> {
+    if !path.is_file() {
+        return Err(crate::args::UsageError(format!("{}: no such file", path.display())).into());
+    }
+    let ledger = crate::commands::ledger::open_write_waiting(cli, wait.secs)?;
+    let report = ledger.import_meshflow_sqlite(path)?;
+    let broken = report.broken().len();
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        let runs: Vec<serde_json::Value> = report
+            .runs
+            .iter()
+            .map(|r| {
+                serde_json::json!({"tenant": r.tenant, "run_id": r.run_id, "steps": r.steps,
+                                   "legacy_chain": r.legacy_chain})
+            })
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"rows": report.rows, "runs": runs, "broken": broken})
+        )?;
+    } else {
+        for r in &report.runs {
+            writeln!(
+                out,
+                "{:<16} {:<36} {:>6} step(s)  legacy chain: {}",
+                r.tenant, r.run_id, r.steps, r.legacy_chain
+            )?;
+        }
+        writeln!(
+            out,
+            "imported {} row(s) in {} run(s); {broken} run(s) had a broken legacy chain",
+            report.rows,
+            report.runs.len()
+        )?;
+    }
+    Ok(u8::from(broken > 0))
+}

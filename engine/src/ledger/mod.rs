@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod erasure;
 pub mod export;
 pub mod fork;
+pub mod import;
 pub mod legacy_v1;
 pub mod offline;
 pub mod query;
