@@ -52,6 +52,27 @@ pub fn run_binary(bin: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Starts `meshflow serve` (binary `bin`) on `db` and waits until a client reaches it through
+/// `serve.json` (at most 20 s). The caller kills it.
+pub fn start_serve(bin: &str, db: &std::path::Path) -> std::process::Child {
+    let child = std::process::Command::new(bin)
+        .args(["--db", db.to_str().unwrap_or("."), "serve"])
+        .env_remove("MESHFLOW_DB")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {bin} serve: {e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while meshflow_engine::service::client::Client::discover(db).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
 /// Writes `records` records of the canonical workload (R = records / 100, P = 256) into a new
 /// log in `dir`, in buffered batches of 1,000, and closes it: the log the scan and verify
 /// benches read.

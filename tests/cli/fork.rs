@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use sha2::Digest;
@@ -156,17 +156,7 @@ fn forks_forward_to_a_running_serve() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     run_a(&db);
-    let mut server = Command::new(BIN)
-        .args(["--db", db.to_str().unwrap(), "serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while meshflow_engine::service::client::Client::discover(&db).is_none() {
-        assert!(Instant::now() < deadline, "serve did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut server = meshflow_suite::start_serve(BIN, &db);
     let r = json(
         &db,
         &["replay", "A", "--fork-at", "2", "--new-run-id", "via-serve"],
@@ -341,17 +331,7 @@ fn anonymize_delete_and_erasures_through_the_cli_and_serve() {
         steps[0]["redacted"].as_array().unwrap().len() >= 2,
         "{steps}"
     );
-    let mut server = Command::new(BIN)
-        .args(["--db", db.to_str().unwrap(), "serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while meshflow_engine::service::client::Client::discover(&db).is_none() {
-        assert!(Instant::now() < deadline, "serve did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut server = meshflow_suite::start_serve(BIN, &db);
     let d = json(&db, &["audit", "delete-run", "A2", "--reason", "duplicate"]);
     assert_eq!(d["deleted"], true);
     server.kill().unwrap();

@@ -6,8 +6,7 @@
 //! This file belongs to the `meshflow-cli` package (see `cli/Cargo.toml`, `[[test]]`).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
 
 use serde_json::Value;
 
@@ -33,18 +32,7 @@ fn json(db: &Path, args: &[&str]) -> Value {
 }
 
 fn serve(db: &Path) -> Child {
-    let child = Command::new(BIN)
-        .args(["--db", db.to_str().unwrap(), "serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while meshflow_engine::service::client::Client::discover(db).is_none() {
-        assert!(Instant::now() < deadline, "serve did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
+    meshflow_suite::start_serve(BIN, db)
 }
 
 fn log_size(db: &Path) -> u64 {

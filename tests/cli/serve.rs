@@ -35,20 +35,8 @@ fn step_lines(run: &str, count: u64) -> String {
         .collect()
 }
 
-/// Starts `meshflow serve` on `db` and waits until a client can reach it.
 fn serve(db: &Path) -> Child {
-    let child = Command::new(BIN)
-        .args(["--db", db.to_str().unwrap(), "serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while meshflow_engine::service::client::Client::discover(db).is_none() {
-        assert!(Instant::now() < deadline, "serve did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
+    meshflow_suite::start_serve(BIN, db)
 }
 
 fn steps_of(db: &Path, run: &str) -> Vec<Value> {

@@ -494,10 +494,15 @@ pub mod store {
 
     /// Checkpoint offsets present in `dir`, newest first.
     pub fn list(dir: &Path) -> Vec<u64> {
+        list_by(dir, parse_file_name)
+    }
+
+    /// Offsets of the files in `dir`'s checkpoint directory that `parse` names, newest first.
+    pub(crate) fn list_by(dir: &Path, parse: fn(&str) -> Option<u64>) -> Vec<u64> {
         let mut out: Vec<u64> = std::fs::read_dir(dir.join(DIR))
             .map(|entries| {
                 entries
-                    .filter_map(|e| e.ok()?.file_name().to_str().and_then(parse_file_name))
+                    .filter_map(|e| e.ok()?.file_name().to_str().and_then(parse))
                     .collect()
             })
             .unwrap_or_default();
@@ -642,15 +647,7 @@ pub mod governance {
 
     /// Offsets of the governance checkpoints in `dir`, newest first.
     pub fn list(dir: &Path) -> Vec<u64> {
-        let mut out: Vec<u64> = std::fs::read_dir(dir.join(DIR))
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok()?.file_name().to_str().and_then(parse_file_name))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort_unstable_by(|a, b| b.cmp(a));
-        out
+        super::store::list_by(dir, parse_file_name)
     }
 
     /// Writes `state` (covering every record below its `next_offset`) as a checkpoint bound
