@@ -574,16 +574,37 @@ pub mod store {
         global_hash: &[u8; 32],
         keep: usize,
     ) -> Result<Binding, Error> {
+        let (bytes, binding) = encode(view, global_hash);
+        install(
+            dir,
+            &bytes,
+            binding.offset,
+            file_name,
+            parse_file_name,
+            keep,
+        )?;
+        Ok(binding)
+    }
+
+    /// Writes a checkpoint file's `bytes` for `offset` into `dir`'s checkpoint directory
+    /// (created 0700 when missing) with [`write_atomic`], then keeps only the newest `keep`
+    /// files that `parse` recognises.
+    pub(crate) fn install(
+        dir: &Path,
+        bytes: &[u8],
+        offset: u64,
+        name: fn(u64) -> String,
+        parse: fn(&str) -> Option<u64>,
+        keep: usize,
+    ) -> Result<(), Error> {
         let cdir = dir.join(DIR);
         let io = |what: &str, e| Error::io(format!("{what} in {}", cdir.display()), e);
         create_private_dir(&cdir).map_err(|e| io("creating the checkpoint directory", e))?;
-        let (bytes, binding) = encode(view, global_hash);
-        write_atomic(&cdir, &file_name(binding.offset), &bytes)
-            .map_err(|e| io("writing a checkpoint", e))?;
-        for old in list(dir).into_iter().skip(keep) {
-            let _ = std::fs::remove_file(cdir.join(file_name(old)));
+        write_atomic(&cdir, &name(offset), bytes).map_err(|e| io("writing a checkpoint", e))?;
+        for old in list_by(dir, parse).into_iter().skip(keep) {
+            let _ = std::fs::remove_file(cdir.join(name(old)));
         }
-        Ok(binding)
+        Ok(())
     }
 
     /// Writes `bytes` as `cdir/name`: temporary file, fsync, rename, fsync of the directory.
@@ -624,7 +645,7 @@ pub mod store {
 pub mod governance {
     use std::path::Path;
 
-    use super::store::{create_private_dir, hash_before, write_atomic};
+    use super::store::{hash_before, install};
     use super::{seal, unseal, Binding, DIR};
     use crate::error::Error;
     use crate::governance::GovState;
@@ -658,18 +679,18 @@ pub mod governance {
         global_hash: &[u8; 32],
         keep: usize,
     ) -> Result<Binding, Error> {
-        let cdir = dir.join(DIR);
-        let io = |what: &str, e| Error::io(format!("{what} in {}", cdir.display()), e);
-        create_private_dir(&cdir).map_err(|e| io("creating the checkpoint directory", e))?;
         let json = serde_json::to_vec(state).map_err(|e| Error::InvalidInput {
             reason: format!("the governance state does not serialise: {e}"),
         })?;
         let (bytes, binding) = seal(VIEW, LOGIC_VERSION, state.next_offset(), global_hash, &json);
-        write_atomic(&cdir, &file_name(binding.offset), &bytes)
-            .map_err(|e| io("writing a governance checkpoint", e))?;
-        for old in list(dir).into_iter().skip(keep) {
-            let _ = std::fs::remove_file(cdir.join(file_name(old)));
-        }
+        install(
+            dir,
+            &bytes,
+            binding.offset,
+            file_name,
+            parse_file_name,
+            keep,
+        )?;
         Ok(binding)
     }
 
