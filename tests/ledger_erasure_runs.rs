@@ -215,3 +215,145 @@ fn a25_a26_tenants_are_strict_and_a_purge_touches_one_tenant() {
     let (_, chains) = beta.verify_all().unwrap();
     assert!(chains.iter().all(|c| c.valid));
 }
+
+#[test]
+fn an_empty_fork_can_be_anonymized_and_deleted() {
+    // Proves a run without steps (a fork at step 0) is erasable: the erasure record is a
+    // note naming no slot, and the deleted empty run is "not found" afterwards, also after a
+    // reopen.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ledger = Ledger::open(dir.path(), LogOptions::default(), "default")
+            .unwrap()
+            .0;
+        ledger.append(step("P", 0), Durability::Sync).unwrap();
+        ledger
+            .fork("P", 0, Some("empty"), &ForkOverrides::default())
+            .unwrap();
+        let r = ledger.anonymize_run("empty", false, "dpo", "test").unwrap();
+        assert_eq!((r.slots_erased, r.offsets.len()), (0, 1));
+        ledger.delete_run("empty", "dpo", "test").unwrap();
+        assert!(matches!(
+            ledger.get_run("empty"),
+            Err(LedgerError::NotFound { .. })
+        ));
+        assert_eq!(ledger.list_runs().unwrap(), ["P"]);
+    }
+    let ledger = Ledger::open_read_only(dir.path(), LogOptions::default(), "default").unwrap();
+    assert!(matches!(
+        ledger.get_run("empty"),
+        Err(LedgerError::NotFound { .. })
+    ));
+    assert_eq!(ledger.erasures().unwrap().len(), 2);
+}
+
+/// How many of `run`'s slots are live.
+fn live_slots(ledger: &Ledger, run: &str) -> usize {
+    ledger
+        .get_run(run)
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s.stored
+                .slots
+                .iter()
+                .filter(|v| matches!(v, meshflow_engine::ledger::record::FieldValue::Text(_)))
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn a_large_erasure_is_a_series_that_a_reopen_finishes_after_a_crash_between_parts() {
+    // Proves the multi-record erasure is complete or finished on open: with 7 slots per
+    // record, a deletion of 10 steps (40 slots) is 6 records; stopping it after each
+    // k = 1..5 parts and reopening (from the checkpoint Drop writes, and again from a rebuild
+    // without checkpoints) always ends with every slot erased, the last part on record, every
+    // chain valid and the other run untouched.
+    for from_checkpoint in [true, false] {
+        for k in 1..=5usize {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let ledger = Ledger::open(dir.path(), LogOptions::default(), "default")
+                    .unwrap()
+                    .0;
+                for n in 0..10 {
+                    ledger.append(step("big", n), Durability::Sync).unwrap();
+                }
+                ledger.append(step("other", 0), Durability::Sync).unwrap();
+                ledger.set_erasure_faults(7, k);
+                let e = ledger.delete_run("big", "dpo", "art. 17").unwrap_err();
+                assert!(e.to_string().contains("stopped after part"), "{e}");
+                // Deleted from the first part on, though not all of it is erased yet.
+                assert!(matches!(
+                    ledger.get_run("big"),
+                    Err(LedgerError::NotFound { .. })
+                ));
+            }
+            if !from_checkpoint {
+                std::fs::remove_dir_all(dir.path().join("checkpoints")).unwrap();
+            }
+            let ledger = Ledger::open(dir.path(), LogOptions::default(), "default")
+                .unwrap()
+                .0;
+            let erasures = ledger.erasures().unwrap();
+            // k parts before the crash, and the rest in one record (the reopened handle has
+            // the default limit).
+            assert_eq!(erasures.len(), k + 1, "k={k}: {erasures:?}");
+            let last = &erasures[k].note;
+            assert_eq!(
+                (last["part"].as_u64(), last["parts"].as_u64()),
+                (Some(6), Some(6))
+            );
+            assert!(erasures.iter().all(|e| e.note["series"] == last["series"]));
+            assert_eq!(erasures.iter().map(|e| e.slots).sum::<u64>(), 40, "k={k}");
+            drop(ledger);
+            let ledger = Ledger::open(dir.path(), LogOptions::default(), "default")
+                .unwrap()
+                .0;
+            assert_eq!(
+                ledger.erasures().unwrap().len(),
+                k + 1,
+                "a finished series stays so"
+            );
+            assert_eq!(live_slots(&ledger, "other"), 4);
+            // With the other run anonymized too, no file may hold the secret: every slot of
+            // the deleted run was erased.
+            ledger.set_erasure_faults(0, 0);
+            ledger
+                .anonymize_run("other", false, "dpo", "cleanup")
+                .unwrap();
+            ledger.checkpoint().unwrap();
+            assert_eq!(
+                files_holding(dir.path(), SECRET.as_bytes()),
+                Vec::<String>::new(),
+                "k={k}"
+            );
+            let (_, chains) = ledger.verify_all().unwrap();
+            assert!(chains.iter().all(|c| c.valid), "{chains:?}");
+        }
+    }
+}
+
+#[test]
+fn an_erasure_lists_the_runs_known_archives() {
+    // Proves SPEC §5.4: the archive is recorded in the lineage view and the erasure's note
+    // names its URI and SHA-256 (erasure does not reach files outside the data directory).
+    let dir = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), LogOptions::default(), "default")
+        .unwrap()
+        .0;
+    ledger.append(step("A", 0), Durability::Sync).unwrap();
+    let archive = ledger
+        .archive_run("A", dest.path().to_str().unwrap())
+        .unwrap();
+    let r = ledger.anonymize_run("A", false, "dpo", "request").unwrap();
+    assert_eq!(r.slots_erased, 4);
+    assert_eq!(r.archives, vec![archive.uri.clone()]);
+    let note = &ledger.erasures().unwrap()[0].note;
+    assert_eq!(
+        note["archives"],
+        serde_json::json!([{"run_id": "A", "uri": archive.uri, "sha256": archive.sha256}])
+    );
+}

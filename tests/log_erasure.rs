@@ -89,10 +89,6 @@ fn bad_targets_are_refused_and_write_nothing() {
             other => panic!("{target:?}: {other:?}"),
         }
     }
-    assert!(matches!(
-        log.erase("clinic", Vec::new(), Vec::new()),
-        Err(Error::InvalidInput { .. })
-    ));
     assert_eq!(
         log.append(record_with_secret(), Durability::Sync)
             .unwrap()
@@ -123,4 +119,22 @@ fn erased_slot_without_erasure_record_fails_verify() {
         Err(Error::Verify(v)) => assert!(v.reason.contains("no erasure record"), "{v:?}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn an_erasure_naming_no_slot_is_a_note_that_verifies() {
+    // Proves a zero-target erasure record (the ledger deletes an empty run with one) takes an
+    // offset, changes no slot, and the log verifies before and after a reopen.
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    log.append(record_with_secret(), Durability::Sync).unwrap();
+    let r = log.erase("clinic", Vec::new(), b"note".to_vec()).unwrap();
+    assert_eq!(r.offset, 1);
+    let report = log.reader().verify().unwrap();
+    assert_eq!((report.slots_erased, report.erasure_records), (0, 1));
+    log.close().unwrap();
+    let (log, _) = Log::open(dir.path(), LogOptions::default()).unwrap();
+    assert_eq!(log.reader().verify().unwrap().record_count, 2);
+    assert!(files_contain(dir.path(), SECRET), "no slot was touched");
+    log.close().unwrap();
 }

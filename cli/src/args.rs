@@ -281,7 +281,8 @@ pub struct ReplayArgs {
     /// `<percent-encoded run id>.json`, read-only; an existing archive is refused).
     #[arg(long, value_name = "DEST", conflicts_with_all = ["diff", "fork_at", "fork_at_offset"])]
     pub archive: Option<String>,
-    /// Seconds to wait for the writer lock when forking without a running `meshflow serve`.
+    /// Seconds to wait for the writer lock when forking or archiving without a running
+    /// `meshflow serve`.
     #[arg(long = "wait-lock", value_name = "SECS", default_value_t = 10.0)]
     pub wait_lock: f64,
 }

@@ -399,7 +399,8 @@ pub fn erase(cli: &Cli, args: &crate::args::EraseArgs, delete: bool) -> Result<u
             out,
             "{}",
             serde_json::json!({"runs": receipt.runs, "slots_erased": receipt.slots_erased,
-                               "offsets": receipt.offsets, "deleted": delete})
+                               "offsets": receipt.offsets, "deleted": delete,
+                               "archives": receipt.archives})
         )?;
     } else {
         writeln!(
@@ -415,6 +416,12 @@ pub fn erase(cli: &Cli, args: &crate::args::EraseArgs, delete: bool) -> Result<u
                 .collect::<Vec<_>>()
                 .join(", ")
         )?;
+        for uri in &receipt.archives {
+            writeln!(
+                out,
+                "  not reached: the archive {uri} (outside the data directory: remove it yourself)"
+            )?;
+        }
     }
     Ok(0)
 }
@@ -457,6 +464,13 @@ pub fn erasures(cli: &Cli) -> Result<u8> {
                 n["at"].as_str().unwrap_or(""),
                 n["reason"].as_str().unwrap_or("")
             )?;
+            for a in n["archives"].as_array().into_iter().flatten() {
+                writeln!(
+                    out,
+                    "  archive not reached: {}",
+                    a["uri"].as_str().unwrap_or("?")
+                )?;
+            }
         }
     }
     Ok(0)

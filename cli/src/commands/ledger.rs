@@ -299,7 +299,15 @@ pub fn replay(cli: &Cli, args: &ReplayArgs) -> Result<u8> {
     }
     let ledger = open_read(cli)?;
     if let Some(dest) = &args.archive {
-        let r = ledger.archive_run(&args.run_id, dest)?;
+        let r = ledger.archive_file(&args.run_id, dest)?;
+        let event = meshflow_engine::ledger::archive::archive_event(&r);
+        super::governance::write_event(
+            cli,
+            &event,
+            crate::args::WaitLock {
+                secs: args.wait_lock,
+            },
+        )?;
         let mut out = std::io::stdout().lock();
         if cli.json {
             writeln!(

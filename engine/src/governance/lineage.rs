@@ -22,7 +22,7 @@ pub const KINDS: [&str; 8] = [
     "run",
 ];
 /// Edge relations.
-pub const RELATIONS: [&str; 7] = [
+pub const RELATIONS: [&str; 8] = [
     "derived_from",
     "produced_by",
     "consumed_by",
@@ -30,6 +30,7 @@ pub const RELATIONS: [&str; 7] = [
     "feeds",
     "depends_on",
     "forked_from",
+    "archived_to",
 ];
 
 /// Shown for a name or metadata whose slot was erased.
@@ -243,6 +244,11 @@ impl LineageState {
                 f.f64("ts")?;
                 Ok(())
             }
+            "archive" => {
+                archive_of(&f)?;
+                f.f64("ts")?;
+                Ok(())
+            }
             "delete-subject" => {
                 for id in ids_of(&f)? {
                     if !self.nodes.contains_key(&id) {
@@ -313,6 +319,58 @@ impl LineageState {
                     },
                 );
             }
+            "archive" => {
+                let (run_id, uri) = archive_of(&f)?;
+                let ts = f.f64("ts")?;
+                let parent_node = run_node(&run_id);
+                if !self.nodes.contains_key(&parent_node) {
+                    self.nodes.insert(
+                        parent_node.clone(),
+                        Node {
+                            node_id: parent_node.clone(),
+                            kind: "run".to_string(),
+                            name: Some(run_id.clone()),
+                            run_id: run_id.clone(),
+                            agent_name: String::new(),
+                            ts,
+                            metadata: Some(Map::new()),
+                            offset,
+                        },
+                    );
+                }
+                let mut meta = Map::new();
+                for key in ["sha256", "bytes_written"] {
+                    if let Some(v) = f.value(key) {
+                        meta.insert(key.to_string(), v.clone());
+                    }
+                }
+                let node_id = archive_node(&uri);
+                self.nodes.insert(
+                    node_id.clone(),
+                    Node {
+                        node_id: node_id.clone(),
+                        kind: "artifact".to_string(),
+                        name: Some(uri.clone()),
+                        run_id: run_id.clone(),
+                        agent_name: String::new(),
+                        ts,
+                        metadata: Some(meta),
+                        offset,
+                    },
+                );
+                self.edges.insert(
+                    node_id.clone(),
+                    Edge {
+                        edge_id: node_id.clone(),
+                        source_id: parent_node,
+                        target_id: node_id,
+                        relation: "archived_to".to_string(),
+                        ts,
+                        metadata: Some(Map::new()),
+                        offset,
+                    },
+                );
+            }
             _ => {
                 let ids: BTreeSet<String> = ids_of(&f)?.into_iter().collect();
                 let gone: Vec<String> = self
@@ -337,6 +395,20 @@ impl LineageState {
         }
         Ok(())
     }
+}
+
+/// The lineage node id of an archive (`archive_run` adds `run:<run>` → `archive:<uri>`).
+pub fn archive_node(uri: &str) -> String {
+    format!("archive:{uri}")
+}
+
+fn archive_of(f: &Fields<'_>) -> Result<(String, String), String> {
+    let run = f.str("run_id")?;
+    let uri = f.str("uri")?;
+    if run.is_empty() || uri.is_empty() {
+        return Err("an archive names a run and a URI".to_string());
+    }
+    Ok((run.to_string(), uri.to_string()))
 }
 
 /// The lineage node id of a run (forks add `run:<parent>` → `run:<fork>` edges).
@@ -488,6 +560,16 @@ pub mod events {
             "op": "fork", "run_id": run_id, "parent_run_id": parent, "from_step": from_step,
             "steps_copied": steps_copied, "at_offset": at_offset, "overrides": overrides,
             "ts": now,
+        }))
+    }
+
+    /// An archive of run `run_id` written to `uri` (recorded by `Ledger::archive_run` once
+    /// the file is durable): an `artifact` node `archive:<uri>` and a `run:<run_id>` →
+    /// `archive:<uri>` edge (`archived_to`), so that erasures can list the run's archives.
+    pub fn archive(run_id: &str, uri: &str, sha256: &str, bytes_written: u64, now: f64) -> Event {
+        event(json!({
+            "op": "archive", "run_id": run_id, "uri": uri, "sha256": sha256,
+            "bytes_written": bytes_written, "ts": now,
         }))
     }
 

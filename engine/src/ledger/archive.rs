@@ -66,11 +66,38 @@ pub fn destination_dir(destination: &str) -> Result<PathBuf, LedgerError> {
     Ok(PathBuf::from(destination))
 }
 
+/// The lineage event that records an archive (so that erasures list it: SPEC §5.4).
+pub fn archive_event(receipt: &ArchiveReceipt) -> crate::governance::Event {
+    crate::governance::lineage::events::archive(
+        &receipt.run_id,
+        &receipt.uri,
+        &receipt.sha256,
+        receipt.bytes_written,
+        crate::governance::now_secs(),
+    )
+}
+
 impl Ledger {
+    /// Writes `run`'s archive ([`Ledger::archive_file`]) and records it in the lineage view
+    /// ([`archive_event`]), so that a later erasure of the run lists it. Needs a writable
+    /// handle; the file is written first, so a crash between the two leaves an archive that is
+    /// not listed (never a listed one that does not exist).
+    pub fn archive_run(&self, run: &str, destination: &str) -> Result<ArchiveReceipt, LedgerError> {
+        self.inner.log.as_ref().ok_or(LedgerError::ReadOnly)?;
+        let receipt = self.archive_file(run, destination)?;
+        self.append_event(&archive_event(&receipt))?;
+        Ok(receipt)
+    }
+
     /// Writes `run`'s export envelope to `<destination>/<percent-encoded run id>.json`, once:
     /// an existing archive is a `Conflict`, and the file is made read-only. The directory is
-    /// created (0700) when missing. An unknown run is `NotFound`.
-    pub fn archive_run(&self, run: &str, destination: &str) -> Result<ArchiveReceipt, LedgerError> {
+    /// created (0700) when missing. An unknown run is `NotFound`. Records nothing in the log:
+    /// the caller appends [`archive_event`] (the CLI does, through a running `serve`).
+    pub fn archive_file(
+        &self,
+        run: &str,
+        destination: &str,
+    ) -> Result<ArchiveReceipt, LedgerError> {
         let dir = destination_dir(destination)?;
         let mut bytes = Vec::new();
         self.export_run(run, &mut bytes)?;

@@ -22,7 +22,10 @@
 //! tenant ‖ u32 run_id_len ‖ run_id ‖ u64 last_offset ‖ u8 deleted (v3) ‖ u64 step_count`, then per step
 //! `u64 offset ‖ u64 segment_base ‖ u32 position ‖ u32 frame_len ‖ [32] entry_hash ‖
 //! [16] step_key`; then (logic version 2) `u64 event_count` and per governance event, in
-//! offset order, `u64 offset ‖ u64 segment_base ‖ u32 position ‖ u32 frame_len`.
+//! offset order, `u64 offset ‖ u64 segment_base ‖ u32 position ‖ u32 frame_len`; then (logic
+//! version 4) `u32 pending_count` and per unfinished run-erasure series, in series-id order,
+//! `u32 series_len ‖ series ‖ u8 tenant_len ‖ tenant ‖ u64 first_offset ‖ u32 seen ‖ u32 parts
+//! ‖ u32 note_len ‖ note`.
 //!
 //! After writing a checkpoint the writer appends a checkpoint-digest event (kind
 //! [`KIND_CHECKPOINT_DIGEST`], tenant `_system`) carrying the same offset, hash and digest, so
@@ -36,8 +39,9 @@ pub const MAGIC: [u8; 8] = *b"MESHCKPT";
 /// Checkpoint file format version.
 pub const FILE_VERSION: u32 = 1;
 /// Version of the runs view's logic: a checkpoint from other logic is rebuilt. Version 2 adds
-/// the index of governance events, version 3 a deleted flag per run.
-pub const VIEW_LOGIC_VERSION: u32 = 3;
+/// the index of governance events, version 3 a deleted flag per run, version 4 unfinished
+/// run-erasure series.
+pub const VIEW_LOGIC_VERSION: u32 = 4;
 /// Name of the runs view in checkpoints and digest events.
 pub const VIEW_NAME: &str = "runs";
 /// Record kind of a checkpoint-digest event (not critical: readers may skip it).
@@ -207,6 +211,19 @@ pub fn encode_state(view: &RunsView) -> Vec<u8> {
         out.extend_from_slice(&e.position.to_le_bytes());
         out.extend_from_slice(&e.frame_len.to_le_bytes());
     }
+    let u32_of = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    out.extend_from_slice(&u32_of(view.pending_erasures.len()));
+    for (series, p) in &view.pending_erasures {
+        out.extend_from_slice(&u32_of(series.len()));
+        out.extend_from_slice(series.as_bytes());
+        out.push(u8::try_from(p.tenant.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(p.tenant.as_bytes());
+        out.extend_from_slice(&p.first_offset.to_le_bytes());
+        out.extend_from_slice(&p.seen.to_le_bytes());
+        out.extend_from_slice(&p.parts.to_le_bytes());
+        out.extend_from_slice(&u32_of(p.note.len()));
+        out.extend_from_slice(&p.note);
+    }
     out
 }
 
@@ -338,6 +355,31 @@ fn decode_state(state: &[u8], next_offset: u64) -> Result<RunsView, String> {
         }
         view.events.push(loc);
     }
+    let pending = r.u32()?;
+    for _ in 0..pending {
+        let series_len = usize::try_from(r.u32()?).map_err(|_| "series length")?;
+        let series = r.text(series_len)?;
+        let tenant_len = usize::from(r.u8()?);
+        let tenant = r.text(tenant_len)?;
+        let first_offset = r.u64()?;
+        let seen = r.u32()?;
+        let parts = r.u32()?;
+        let note_len = usize::try_from(r.u32()?).map_err(|_| "note length")?;
+        let note = r.take(note_len)?.to_vec();
+        if first_offset >= next_offset || seen >= parts {
+            return Err("an unfinished erasure series that is out of range".to_string());
+        }
+        view.pending_erasures.insert(
+            series,
+            super::runs::PendingErasure {
+                tenant,
+                first_offset,
+                seen,
+                parts,
+                note,
+            },
+        );
+    }
     if r.pos != state.len() {
         return Err("trailing state bytes".to_string());
     }
@@ -411,20 +453,33 @@ mod tests {
                     run_id: run.to_string(),
                     steps,
                     last_offset: 7,
-                    deleted: run == "b",
+                    deleted: run == "r2",
                 },
             );
         }
+        view.pending_erasures.insert(
+            "series-1".to_string(),
+            super::super::runs::PendingErasure {
+                tenant: "acme".to_string(),
+                first_offset: 8,
+                seen: 2,
+                parts: 5,
+                note: br#"{"op":"delete-run"}"#.to_vec(),
+            },
+        );
         view
     }
 
     #[test]
     fn round_trips_and_is_deterministic() {
+        // Proves encode/decode round-trips every part of the state (runs, deleted flags,
+        // unfinished erasure series) and encoding is deterministic.
         let view = sample();
         let (bytes, binding) = encode(&view, &[9; 32]);
         let (again, b2) = decode(&bytes).unwrap();
         assert_eq!(binding, b2);
         assert_eq!(again.runs, view.runs);
+        assert_eq!(again.pending_erasures, view.pending_erasures);
         assert_eq!(again.next_offset, 10);
         assert_eq!(encode(&again, &[9; 32]).0, bytes, "same state, same bytes");
         let event = digest_event_payload(&binding);

@@ -121,6 +121,9 @@ struct Inner {
     load_report: LoadReport,
     /// Offset of the newest checkpoint this handle knows of.
     last_checkpoint: Mutex<u64>,
+    /// Test hooks of run erasure (`Ledger::set_erasure_faults`); 0 when unset.
+    fault_targets_per_record: std::sync::atomic::AtomicUsize,
+    fault_stop_erasure_after: std::sync::atomic::AtomicUsize,
 }
 
 /// A writable ledger takes a checkpoint of the runs view when the view has moved this many
@@ -288,12 +291,15 @@ impl Ledger {
             writer: Some(writer),
             load_report,
             last_checkpoint: Mutex::new(last_checkpoint),
+            fault_targets_per_record: Default::default(),
+            fault_stop_erasure_after: Default::default(),
         };
         let ledger = Ledger {
             inner: Arc::new(inner),
             tenant: tenant.to_string(),
         };
-        // A vault erasure a crash interrupted is finished before anything else.
+        // Erasures a crash interrupted are finished before anything else.
+        ledger.finish_erasures()?;
         ledger.erase_retired_slots()?;
         Ok((ledger, report))
     }
@@ -318,6 +324,8 @@ impl Ledger {
             writer: None,
             load_report,
             last_checkpoint: Mutex::new(0),
+            fault_targets_per_record: Default::default(),
+            fault_stop_erasure_after: Default::default(),
         };
         Ok(Ledger {
             inner: Arc::new(inner),
@@ -747,7 +755,8 @@ impl Ledger {
         Ok(erased)
     }
 
-    /// The content of slot `slot` of the governance record at `offset`; `None` once erased.
+    /// The content of slot `slot` of the governance record at `offset`; `None` once erased, or
+    /// when the record has no such slot.
     pub fn read_event_slot(
         &self,
         offset: u64,
@@ -780,6 +789,10 @@ impl Ledger {
                 why,
             ))
         };
+        if slot >= record.view().slot_count() {
+            // Nodes a fork or an archive added carry no slot: nothing to read or erase.
+            return Ok(None);
+        }
         match record.view().slot(slot) {
             Ok(crate::format::slot::SlotView::Live { content, .. }) => Ok(Some(content.to_vec())),
             Ok(crate::format::slot::SlotView::Erased { .. }) => Ok(None),

@@ -288,7 +288,7 @@ impl Ledger {
         Ok(())
     }
 
-    fn read_loc(&self, snapshot: &Snapshot, loc: &StepLoc) -> Result<Record, Error> {
+    pub(super) fn read_loc(&self, snapshot: &Snapshot, loc: &StepLoc) -> Result<Record, Error> {
         self.reader().read_at_len(
             snapshot,
             loc.segment_base,

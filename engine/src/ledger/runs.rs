@@ -59,6 +59,22 @@ pub struct RunState {
     pub deleted: bool,
 }
 
+/// A run erasure that took several erasure records, of which the last is not in the log yet
+/// (a crash between two of them): a writable open finishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingErasure {
+    /// The tenant of the erasure records.
+    pub tenant: String,
+    /// Offset of the series' first record: the erasure covers the runs' steps below it.
+    pub first_offset: u64,
+    /// The highest part number seen.
+    pub seen: u32,
+    /// The series' part count.
+    pub parts: u32,
+    /// The first record's note.
+    pub note: Vec<u8>,
+}
+
 /// The view's state: every run, and the next offset to apply.
 #[derive(Debug, Default)]
 pub struct RunsView {
@@ -68,6 +84,8 @@ pub struct RunsView {
     pub runs: HashMap<Vec<u8>, RunState>,
     /// Every governance event, in offset order.
     pub events: Vec<EventLoc>,
+    /// Run erasures of several records not finished yet, by series id (logic version 4).
+    pub pending_erasures: std::collections::BTreeMap<String, PendingErasure>,
     /// The checkpoint the state was loaded from, if any: its digest event in the log must agree.
     pub loaded_from: Option<Binding>,
     /// Set when the log's digest event for `loaded_from` disagrees with it.
@@ -102,14 +120,29 @@ impl RunsView {
             return Ok(());
         }
         if view.kind() == crate::format::erasure::KIND_ERASE {
-            // A deletion marks its runs deleted (the note says which).
-            if let Some(runs) = crate::format::erasure::decode(view.payload())
-                .and_then(|(_, note)| super::erasure::deleted_runs(note))
-            {
-                for run_id in runs {
+            // A deletion marks its runs deleted (the note says which); a series of several
+            // records stays pending until its last part.
+            if let Some((_, note)) = crate::format::erasure::decode(view.payload()) {
+                for run_id in super::erasure::deleted_runs(note).unwrap_or_default() {
                     let key = run_key(view.tenant(), run_id.as_bytes());
                     if let Some(run) = self.runs.get_mut(&key) {
                         run.deleted = true;
+                    }
+                }
+                if let Some((series, part, parts)) = super::erasure::series_of(note) {
+                    let pending =
+                        self.pending_erasures
+                            .entry(series.clone())
+                            .or_insert_with(|| PendingErasure {
+                                tenant: String::from_utf8_lossy(view.tenant()).into_owned(),
+                                first_offset: offset,
+                                seen: 0,
+                                parts,
+                                note: note.to_vec(),
+                            });
+                    pending.seen = pending.seen.max(part);
+                    if pending.seen >= pending.parts {
+                        self.pending_erasures.remove(&series);
                     }
                 }
             }

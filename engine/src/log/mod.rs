@@ -188,7 +188,8 @@ impl Log {
 
     /// Erases slots in place: appends a durable erasure record naming them (with `note`, the
     /// caller's who/when/why), overwrites each slot with zeros and an erased mark, and fsyncs.
-    /// No offset, length, commitment or hash changes. Redone on open if interrupted.
+    /// No offset, length, commitment or hash changes. Redone on open if interrupted. A record
+    /// naming no slot is a note only (the ledger deletes a run without steps with one).
     pub fn erase(
         &self,
         tenant: &str,
@@ -196,11 +197,6 @@ impl Log {
         note: Vec<u8>,
     ) -> Result<Receipt, Error> {
         check_tenant(tenant)?;
-        if targets.is_empty() {
-            return Err(Error::InvalidInput {
-                reason: "an erasure names no slots".to_string(),
-            });
-        }
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         self.send(Command::Erase {
             tenant: tenant.to_string(),

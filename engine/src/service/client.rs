@@ -203,6 +203,15 @@ impl Client {
                 .and_then(Value::as_u64)
                 .ok_or_else(bad)?,
             offsets,
+            archives: response
+                .get("archives")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| u.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 

@@ -648,7 +648,7 @@ async fn respond(body: &[u8], ledger: &Ledger, appends: &Appends) -> Vec<u8> {
             protocol::encode(&match erased {
                 Ok(Ok(r)) => json!({
                     "ok": true, "runs": r.runs, "slots_erased": r.slots_erased,
-                    "offsets": r.offsets,
+                    "offsets": r.offsets, "archives": r.archives,
                 }),
                 Ok(Err(e)) => protocol::ledger_error(&e),
                 Err(_) => protocol::error("error", "the erasure failed"),
