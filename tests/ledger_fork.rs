@@ -167,3 +167,22 @@ fn a_fork_at_an_offset_copies_the_steps_before_it() {
         .fork_at_offset("A", 1_000_000, None, &ForkOverrides::default())
         .is_err());
 }
+
+#[test]
+fn a_fork_of_an_anonymized_run_copies_redacted_fields_as_redacted() {
+    // Proves a fork never resurrects or blanks erased data silently: what the parent reads as
+    // [REDACTED] the copy holds as "[REDACTED]", empty fields stay empty, and the copy's
+    // chain verifies.
+    let (_dir, ledger) = ledger_with_a();
+    ledger.anonymize_run("A", false, "dpo", "request").unwrap();
+    ledger
+        .fork("A", -1, Some("after"), &ForkOverrides::default())
+        .unwrap();
+    for s in ledger.get_run("after").unwrap() {
+        assert_eq!(s.text(0), "[REDACTED]");
+        assert_eq!(s.text(1), "[REDACTED]");
+        assert_eq!(s.text(2), "", "an empty block reason stays empty");
+    }
+    let (_, chains) = ledger.verify_all().unwrap();
+    assert!(chains.iter().all(|c| c.valid), "{chains:?}");
+}

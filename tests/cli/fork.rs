@@ -212,7 +212,7 @@ fn a27_archives_are_written_once_read_only_and_verifiable() {
     let (code, _, err) = at(&db, &["replay", "A", "--archive", dest.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("already exists"), "{err}");
-    let (code, _, err) = at(&db, &["replay", "A", "--archive", "s3://bucket/prefix"]);
+    let (code, _, err) = at(&db, &["replay", "A", "--archive", "ftp://host/prefix"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("Unsupported archive URI"), "{err}");
     let (code, _, err) = at(

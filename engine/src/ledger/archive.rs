@@ -38,9 +38,23 @@ pub fn file_name_of(run_id: &str) -> String {
     out
 }
 
-/// The directory an archive destination names: a path, or a `file://` URI. Other schemes are
-/// refused (`s3://` needs a build with the S3 feature, which this one is not).
-pub fn destination_dir(destination: &str) -> Result<PathBuf, LedgerError> {
+/// Where an archive goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A local directory (a path or a `file://` URI).
+    Dir(PathBuf),
+    /// `s3://bucket/prefix` (builds with the `s3` feature only).
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix, without leading or trailing `/` (may be empty).
+        prefix: String,
+    },
+}
+
+/// Parses an archive destination: a path, a `file://` URI, or (with the `s3` feature) an
+/// `s3://bucket/prefix` URI. Other schemes are refused.
+pub fn parse_destination(destination: &str) -> Result<Destination, LedgerError> {
     let unsupported = |why: &str| LedgerError::Invalid {
         reason: format!("Unsupported archive URI '{destination}': {why}"),
     };
@@ -48,12 +62,33 @@ pub fn destination_dir(destination: &str) -> Result<PathBuf, LedgerError> {
         if path.is_empty() {
             return Err(unsupported("no path"));
         }
-        return Ok(PathBuf::from(path));
+        return Ok(Destination::Dir(PathBuf::from(path)));
     }
-    if destination.starts_with("s3://") {
-        return Err(unsupported(
-            "this build has no S3 support (a local directory or file:// URI is)",
-        ));
+    if let Some(rest) = destination.strip_prefix("s3://") {
+        if !cfg!(feature = "s3") {
+            return Err(unsupported(
+                "this build has no S3 support (build with the `s3` feature; a local directory \
+                 or file:// URI works in every build)",
+            ));
+        }
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(unsupported("no bucket"));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix
+            .split('/')
+            .any(|seg| seg == "." || seg == ".." || (seg.is_empty() && !prefix.is_empty()))
+            || prefix.chars().any(|c| c.is_control())
+        {
+            return Err(unsupported(
+                "the key prefix has an empty, '.' or '..' segment",
+            ));
+        }
+        return Ok(Destination::S3 {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        });
     }
     if let Some((scheme, _)) = destination.split_once("://") {
         return Err(unsupported(&format!(
@@ -63,7 +98,7 @@ pub fn destination_dir(destination: &str) -> Result<PathBuf, LedgerError> {
     if destination.is_empty() {
         return Err(unsupported("empty"));
     }
-    Ok(PathBuf::from(destination))
+    Ok(Destination::Dir(PathBuf::from(destination)))
 }
 
 /// The lineage event that records an archive (so that erasures list it: SPEC §5.4).
@@ -98,28 +133,97 @@ impl Ledger {
         run: &str,
         destination: &str,
     ) -> Result<ArchiveReceipt, LedgerError> {
-        let dir = destination_dir(destination)?;
+        let destination = parse_destination(destination)?;
         let mut bytes = Vec::new();
         self.export_run(run, &mut bytes)?;
-        let io = |what: String, e: std::io::Error| LedgerError::Log(crate::Error::io(what, e));
-        super::checkpoint::store::create_private_dir(&dir)
-            .map_err(|e| io(format!("creating {}", dir.display()), e))?;
         let name = file_name_of(run);
-        let target = dir.join(&name);
-        write_once(&dir, &name, &bytes).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => LedgerError::Conflict {
-                reason: format!("the archive {} already exists", target.display()),
-            },
-            _ => io(format!("writing the archive {}", target.display()), e),
-        })?;
-        let absolute = std::fs::canonicalize(&target).unwrap_or(target);
+        let uri = match destination {
+            Destination::Dir(dir) => write_dir(&dir, &name, &bytes)?,
+            Destination::S3 { bucket, prefix } => write_s3(&bucket, &prefix, &name, &bytes)?,
+        };
         Ok(ArchiveReceipt {
             run_id: run.to_string(),
-            uri: format!("file://{}", absolute.display()),
+            uri,
             bytes_written: bytes.len() as u64,
             sha256: hex(&Sha256::digest(&bytes)),
         })
     }
+}
+
+/// Writes a local archive (create-new, read-only) and returns its `file://` URI.
+fn write_dir(dir: &Path, name: &str, bytes: &[u8]) -> Result<String, LedgerError> {
+    let io = |what: String, e: std::io::Error| LedgerError::Log(crate::Error::io(what, e));
+    super::checkpoint::store::create_private_dir(dir)
+        .map_err(|e| io(format!("creating {}", dir.display()), e))?;
+    let target = dir.join(name);
+    write_once(dir, name, bytes).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => LedgerError::Conflict {
+            reason: format!("the archive {} already exists", target.display()),
+        },
+        _ => io(format!("writing the archive {}", target.display()), e),
+    })?;
+    let absolute = std::fs::canonicalize(&target).unwrap_or(target);
+    Ok(format!("file://{}", absolute.display()))
+}
+
+/// Writes an S3 archive with a conditional create (`If-None-Match: *`): an existing object is
+/// a `Conflict`, never overwritten. Credentials, region and endpoint come from the usual
+/// `AWS_*` environment variables (`AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP=true` for a local
+/// S3-compatible server). The request runs on a runtime of its own, on a thread of its own,
+/// so a caller inside another async runtime is not disturbed.
+#[cfg(feature = "s3")]
+fn write_s3(bucket: &str, prefix: &str, name: &str, bytes: &[u8]) -> Result<String, LedgerError> {
+    use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+    let key = if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}/{name}")
+    };
+    let uri = format!("s3://{bucket}/{key}");
+    let failed = |why: String| {
+        LedgerError::Log(crate::Error::io(
+            format!("writing the S3 archive {uri}"),
+            std::io::Error::other(why),
+        ))
+    };
+    let path = object_store::path::Path::parse(&key).map_err(|e| failed(e.to_string()))?;
+    let store = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    let payload = PutPayload::from(bytes.to_vec());
+    let options = PutOptions {
+        mode: PutMode::Create,
+        ..PutOptions::default()
+    };
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| failed(format!("starting the client runtime: {e}")))?;
+                runtime
+                    .block_on(store.put_opts(&path, payload, options))
+                    .map_err(|e| match e {
+                        object_store::Error::AlreadyExists { .. } => LedgerError::Conflict {
+                            reason: format!("the archive {uri} already exists"),
+                        },
+                        other => failed(other.to_string()),
+                    })
+            })
+            .join()
+            .unwrap_or_else(|_| Err(failed("the S3 client thread panicked".to_string())))
+    })?;
+    Ok(uri)
+}
+
+#[cfg(not(feature = "s3"))]
+fn write_s3(bucket: &str, _: &str, _: &str, _: &[u8]) -> Result<String, LedgerError> {
+    Err(LedgerError::Invalid {
+        reason: format!("Unsupported archive URI 's3://{bucket}': this build has no S3 support"),
+    })
 }
 
 /// Writes `bytes` as `dir/name` only if it does not exist: a temporary file (read-only, fsynced)
@@ -161,13 +265,29 @@ mod tests {
     #[test]
     fn destinations_are_paths_or_file_uris() {
         // Proves the accepted and refused destination forms.
-        assert_eq!(destination_dir("/tmp/a").unwrap(), PathBuf::from("/tmp/a"));
         assert_eq!(
-            destination_dir("file:///tmp/a").unwrap(),
-            PathBuf::from("/tmp/a")
+            parse_destination("/tmp/a").unwrap(),
+            Destination::Dir(PathBuf::from("/tmp/a"))
         );
-        for bad in ["s3://bucket/x", "http://x/y", "file://", ""] {
-            let e = destination_dir(bad).unwrap_err().to_string();
+        assert_eq!(
+            parse_destination("file:///tmp/a").unwrap(),
+            Destination::Dir(PathBuf::from("/tmp/a"))
+        );
+        let mut bad = vec!["http://x/y", "file://", "", "s3://", "s3:///x"];
+        if cfg!(feature = "s3") {
+            assert_eq!(
+                parse_destination("s3://bucket/a/b/").unwrap(),
+                Destination::S3 {
+                    bucket: "bucket".to_string(),
+                    prefix: "a/b".to_string()
+                }
+            );
+            bad.extend(["s3://b/../x", "s3://b/a//c", "s3://b/./x"]);
+        } else {
+            bad.push("s3://bucket/x");
+        }
+        for bad in bad {
+            let e = parse_destination(bad).unwrap_err().to_string();
             assert!(e.contains("Unsupported archive URI"), "{bad}: {e}");
         }
     }

@@ -212,7 +212,11 @@ impl Ledger {
             "at": super::time::now_iso8601(), "archives": archives,
         });
         if parts > 1 {
-            set(&mut note, "series", Value::String(crate::governance::new_id()));
+            set(
+                &mut note,
+                "series",
+                Value::String(crate::governance::new_id()),
+            );
             set(&mut note, "parts", json!(parts));
         }
         let chunks: Vec<Vec<SlotRef>> = if targets.is_empty() {

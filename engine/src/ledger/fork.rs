@@ -171,13 +171,18 @@ impl Ledger {
         let now = super::time::now_iso8601();
         for (i, step) in steps.iter().take(count).enumerate() {
             let f = &step.stored.fields;
+            // A field erased in the parent reads "[REDACTED]" in the copy (what every read of
+            // the parent shows); erased metadata is no metadata.
             let text = |index: u16| match step.stored.slots.get(usize::from(index)) {
                 Some(super::record::FieldValue::Text(t)) => t.clone(),
+                Some(super::record::FieldValue::Redacted { len, .. }) if *len > 0 => {
+                    lineage::REDACTED.to_string()
+                }
                 _ => String::new(),
             };
-            let metadata = match text(slot::METADATA) {
-                m if m.is_empty() => None,
-                m => Some(m),
+            let metadata = match step.stored.slots.get(usize::from(slot::METADATA)) {
+                Some(super::record::FieldValue::Text(m)) if !m.is_empty() => Some(m.clone()),
+                _ => None,
             };
             let request = StepRequest {
                 run_id: new.clone(),

@@ -70,7 +70,7 @@ pub enum LedgerError {
 impl std::fmt::Display for LedgerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LedgerError::Invalid { reason } => write!(f, "invalid step: {reason}"),
+            LedgerError::Invalid { reason } => write!(f, "invalid input: {reason}"),
             LedgerError::NotFound { what } => write!(f, "{what} not found"),
             LedgerError::Conflict { reason } => write!(f, "conflict: {reason}"),
             LedgerError::ReadOnly => write!(f, "this ledger handle is read-only"),
