@@ -186,3 +186,34 @@ fn a_fork_of_an_anonymized_run_copies_redacted_fields_as_redacted() {
     let (_, chains) = ledger.verify_all().unwrap();
     assert!(chains.iter().all(|c| c.valid), "{chains:?}");
 }
+
+#[test]
+fn a_large_fork_copied_on_two_threads_keeps_order_origin_and_chain() {
+    // Proves the two-thread copy (forks of 1,024 steps or more) keeps every step in order
+    // with ids <new>-<old>, puts the origin (last step copied) in step 0 only, and yields a
+    // valid chain, for a whole fork and for a fork of an odd count.
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), LogOptions::default(), "default")
+        .unwrap()
+        .0;
+    let requests: Vec<StepRequest> = (0..2501).map(|n| step("big", n)).collect();
+    ledger.append_batch(requests, Durability::Sync).unwrap();
+    let parent = ledger.get_run("big").unwrap();
+    for (k, id, copied) in [(-1i64, "all", 2501usize), (1501, "some", 1501)] {
+        let r = ledger
+            .fork("big", k, Some(id), &ForkOverrides::default())
+            .unwrap();
+        assert_eq!(r.steps_copied, copied as u64);
+        let steps = ledger.get_run(id).unwrap();
+        assert_eq!(steps.len(), copied);
+        for (i, s) in steps.iter().enumerate() {
+            assert_eq!(s.stored.fields.step_id, format!("{id}-s{i}"));
+            assert_eq!(s.text(0), format!("task {i}"));
+            assert_eq!(s.stored.fields.fork_origin.is_some(), i == 0);
+        }
+        let origin = steps[0].stored.fields.fork_origin.clone().unwrap();
+        assert_eq!(origin.parent_step_index, copied as u64 - 1);
+        assert_eq!(origin.parent_entry_hash, parent[copied - 1].entry_hash);
+        assert!(ledger.verify_chain(id).unwrap().valid);
+    }
+}

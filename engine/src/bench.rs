@@ -854,15 +854,17 @@ pub mod operators {
             appender.sync()?;
         }
         let run = workload.step_request(0).run_id;
+        // Five forks of the whole run, timed together (one fork takes tens of milliseconds).
         let started = Instant::now();
-        let r = ledger.fork(&run, -1, Some("fork"), &ForkOverrides::default())?;
+        let mut copied = 0;
+        for i in 0..5 {
+            let id = format!("fork-{i}");
+            copied += ledger
+                .fork(&run, -1, Some(&id), &ForkOverrides::default())?
+                .steps_copied;
+        }
         let secs = started.elapsed().as_secs_f64();
-        Ok(PhaseResult::records_per_sec(
-            "F",
-            r.steps_copied,
-            secs,
-            Vec::new(),
-        ))
+        Ok(PhaseResult::records_per_sec("F", copied, secs, Vec::new()))
     }
 
     /// Phase X: anonymizes one run of the log in `dir` (phase A's). `records` is the number of

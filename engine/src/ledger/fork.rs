@@ -121,12 +121,22 @@ impl Ledger {
         overrides: &ForkOverrides,
     ) -> Result<ForkReceipt, LedgerError> {
         let log = self.inner.log.as_ref().ok_or(LedgerError::ReadOnly)?;
-        let steps = self.get_run(run)?;
-        let end = self.refresh()?.next_offset;
+        // The parent's step offsets and entry hashes (the cut and the origin need no more).
+        let (locs, end): (Vec<(u64, [u8; 32])>, u64) = {
+            let view = self.refresh()?;
+            let locs = view
+                .run(&self.tenant, run)
+                .ok_or_else(|| self.not_found(run))?
+                .steps
+                .iter()
+                .map(|s| (s.offset, s.entry_hash))
+                .collect();
+            (locs, view.next_offset)
+        };
         let (count, from_step, at_offset) = match cut {
-            Cut::Steps(-1) => (steps.len(), -1, end),
+            Cut::Steps(-1) => (locs.len(), -1, end),
             Cut::Steps(k) if k >= 0 => (
-                steps.len().min(usize::try_from(k).unwrap_or(usize::MAX)),
+                locs.len().min(usize::try_from(k).unwrap_or(usize::MAX)),
                 k,
                 end,
             ),
@@ -141,10 +151,7 @@ impl Ledger {
                         reason: format!("offset {offset} is past the log's durable end ({end})"),
                     });
                 }
-                let n = steps
-                    .iter()
-                    .take_while(|s| s.stored.offset < offset)
-                    .count();
+                let n = locs.iter().take_while(|(o, _)| *o < offset).count();
                 (n, i64::try_from(n).unwrap_or(i64::MAX), offset)
             }
         };
@@ -169,51 +176,47 @@ impl Ledger {
             event.encode(),
         )];
         let now = super::time::now_iso8601();
-        for (i, step) in steps.iter().take(count).enumerate() {
-            let f = &step.stored.fields;
-            // A field erased in the parent reads "[REDACTED]" in the copy (what every read of
-            // the parent shows); erased metadata is no metadata.
-            let text = |index: u16| match step.stored.slots.get(usize::from(index)) {
-                Some(super::record::FieldValue::Text(t)) => t.clone(),
-                Some(super::record::FieldValue::Redacted { len, .. }) if *len > 0 => {
-                    lineage::REDACTED.to_string()
-                }
-                _ => String::new(),
+        let origin = ForkOrigin {
+            parent_run_id: run.to_string(),
+            parent_step_index: count.saturating_sub(1) as u64,
+            parent_entry_hash: locs.get(count.wrapping_sub(1)).map_or([0; 32], |l| l.1),
+            parent_offset: at_offset,
+        };
+        // Reading and re-encoding the copies is most of a fork's work: two threads share it
+        // (each reads and builds one half, in order), then one atomic batch appends them.
+        let copy = |from: usize, to: usize| -> Result<Vec<RecordInput>, LedgerError> {
+            let mut out = Vec::with_capacity(to - from);
+            self.for_each_step_in(run, from, to - from, |step| {
+                let first = step.step_index == 0;
+                let request = copy_request(&new, &step);
+                out.push(
+                    self.build_one(request, &now, first.then(|| origin.clone()))?
+                        .1,
+                );
+                Ok(())
+            })?;
+            Ok(out)
+        };
+        let mid = if count >= PARALLEL_COPY_MIN {
+            count / 2
+        } else {
+            count
+        };
+        let (first, second) = std::thread::scope(|scope| {
+            let second = (mid < count).then(|| scope.spawn(|| copy(mid, count)));
+            let first = copy(0, mid);
+            let second = match second {
+                Some(handle) => handle.join().unwrap_or_else(|_| {
+                    Err(LedgerError::Invalid {
+                        reason: "the fork's copying thread failed".to_string(),
+                    })
+                }),
+                None => Ok(Vec::new()),
             };
-            let metadata = match step.stored.slots.get(usize::from(slot::METADATA)) {
-                Some(super::record::FieldValue::Text(m)) if !m.is_empty() => Some(m.clone()),
-                _ => None,
-            };
-            let request = StepRequest {
-                run_id: new.clone(),
-                step_id: Some(format!("{new}-{}", f.step_id)),
-                node_id: f.node_id.clone(),
-                node_kind: f.node_kind.clone(),
-                input_task: text(slot::INPUT_TASK),
-                output_content: text(slot::OUTPUT_CONTENT),
-                verdict: f.verdict.clone(),
-                blocked: f.blocked,
-                block_reason: Some(text(slot::BLOCK_REASON)),
-                uncertainty: f.uncertainty,
-                cost_usd: f.cost_usd,
-                tokens_used: f.tokens_used,
-                carbon_gco2: f.carbon_gco2,
-                duration_ms: f.duration_ms,
-                timestamp: Some(f.timestamp.clone()),
-                metadata_json: metadata,
-                ..StepRequest::default()
-            };
-            let origin = (i == 0).then(|| {
-                let last = steps.get(count - 1).unwrap_or(step);
-                ForkOrigin {
-                    parent_run_id: run.to_string(),
-                    parent_step_index: last.step_index,
-                    parent_entry_hash: last.entry_hash,
-                    parent_offset: at_offset,
-                }
-            });
-            records.push(self.build_one(request, &now, origin)?.1);
-        }
+            (first, second)
+        });
+        records.extend(first?);
+        records.extend(second?);
         let receipts = match log.append_batch(records, Durability::Sync) {
             Ok(r) => r,
             Err(crate::Error::Rejected { reason }) => return Err(LedgerError::Conflict { reason }),
@@ -225,5 +228,45 @@ impl Ledger {
             steps_copied: count as u64,
             offset: receipts.first().map_or(0, |r| r.offset),
         })
+    }
+}
+
+/// Forks of at least this many steps copy on two threads.
+const PARALLEL_COPY_MIN: usize = 1024;
+
+/// The request that copies `step` into run `new`: the parent's fields, timestamp and content
+/// under the step id `<new>-<old>`. A field erased in the parent reads "[REDACTED]" in the
+/// copy (what every read of the parent shows); erased metadata is no metadata.
+fn copy_request(new: &str, step: &super::Step) -> StepRequest {
+    let f = &step.stored.fields;
+    let text = |index: u16| match step.stored.slots.get(usize::from(index)) {
+        Some(super::record::FieldValue::Text(t)) => t.clone(),
+        Some(super::record::FieldValue::Redacted { len, .. }) if *len > 0 => {
+            lineage::REDACTED.to_string()
+        }
+        _ => String::new(),
+    };
+    let metadata = match step.stored.slots.get(usize::from(slot::METADATA)) {
+        Some(super::record::FieldValue::Text(m)) if !m.is_empty() => Some(m.clone()),
+        _ => None,
+    };
+    StepRequest {
+        run_id: new.to_string(),
+        step_id: Some(format!("{new}-{}", f.step_id)),
+        node_id: f.node_id.clone(),
+        node_kind: f.node_kind.clone(),
+        input_task: text(slot::INPUT_TASK),
+        output_content: text(slot::OUTPUT_CONTENT),
+        verdict: f.verdict.clone(),
+        blocked: f.blocked,
+        block_reason: Some(text(slot::BLOCK_REASON)),
+        uncertainty: f.uncertainty,
+        cost_usd: f.cost_usd,
+        tokens_used: f.tokens_used,
+        carbon_gco2: f.carbon_gco2,
+        duration_ms: f.duration_ms,
+        timestamp: Some(f.timestamp.clone()),
+        metadata_json: metadata,
+        ..StepRequest::default()
     }
 }

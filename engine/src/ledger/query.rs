@@ -204,7 +204,7 @@ fn damaged(loc: &StepLoc, why: &str) -> Error {
 }
 
 impl Ledger {
-    fn not_found(&self, run_id: &str) -> LedgerError {
+    pub(super) fn not_found(&self, run_id: &str) -> LedgerError {
         LedgerError::NotFound {
             what: format!("run '{run_id}'"),
         }
