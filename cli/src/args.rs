@@ -39,6 +39,9 @@ pub struct Cli {
     /// Structured output (and errors as {"error":{"kind":…,"message":…}}).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Whether --db (or MESHFLOW_DB) was given rather than defaulted.
+    #[arg(skip)]
+    pub db_given: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -133,6 +136,13 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: TenantCommand,
+    },
+    /// Compliance snapshots: export a deterministic ZIP of the governance views at one log
+    /// offset, verify one (alone or against the log), list the recorded ones.
+    Snapshot {
+        /// What to do.
+        #[command(subcommand)]
+        command: SnapshotCommand,
     },
     /// Import an existing ledger.
     Import {
@@ -1216,4 +1226,63 @@ pub enum ImportCommand {
         #[command(flatten)]
         wait: WaitLock,
     },
+}
+
+/// `meshflow snapshot …`
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Export the governance views (13 sections, the seed's order) at one log offset to a
+    /// deterministic ZIP; records its manifest digest in the log unless --no-record.
+    Export(SnapshotExportArgs),
+    /// Check every section against the manifest; with --db, also against the log's state at
+    /// the snapshot's offset and the manifest digest recorded at export. Exit 1 naming what
+    /// fails.
+    Verify(SnapshotVerifyArgs),
+    /// The snapshots this tenant recorded in the log.
+    List,
+}
+
+/// `meshflow snapshot export`
+#[derive(Debug, Args)]
+pub struct SnapshotExportArgs {
+    /// The ZIP file to write (refused when it exists, unless --force).
+    #[arg(long, value_name = "F")]
+    pub output: PathBuf,
+    /// Free text (default "Compliance snapshot <first 8 characters of the id>").
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Who takes it.
+    #[arg(long, default_value = "cli")]
+    pub created_by: String,
+    /// The state just before this log offset (default: the durable end).
+    #[arg(long, value_name = "N", conflicts_with = "at_time")]
+    pub at_offset: Option<u64>,
+    /// The state at this time: RFC 3339 UTC or Unix seconds.
+    #[arg(long, value_name = "T")]
+    pub at_time: Option<String>,
+    /// Every tenant's views and the whole tenant registry (records carry a `tenant` key).
+    #[arg(long)]
+    pub all_tenants: bool,
+    /// Pin the snapshot id (with --created-at, two exports at one offset are byte-identical).
+    #[arg(long, value_name = "ID", requires = "created_at")]
+    pub snapshot_id: Option<String>,
+    /// Pin the creation time (RFC 3339 UTC or Unix seconds); also "now" for time-dependent
+    /// fields.
+    #[arg(long, value_name = "TS", requires = "snapshot_id")]
+    pub created_at: Option<String>,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not record the snapshot in the log (its free-text fields are then unanchored).
+    #[arg(long)]
+    pub no_record: bool,
+    #[command(flatten)]
+    pub wait: WaitLock,
+}
+
+/// `meshflow snapshot verify`
+#[derive(Debug, Args)]
+pub struct SnapshotVerifyArgs {
+    /// The snapshot ZIP. With --db DIR (or MESHFLOW_DB), it is also checked against that log.
+    pub file: PathBuf,
 }

@@ -9,7 +9,6 @@ mod time;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use meshflow_engine::Error;
 
 use args::{AuditCommand, Cli, Command, LogCommand};
@@ -71,7 +70,13 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // `snapshot verify` checks against a log only when one is named (flag or MESHFLOW_DB).
+    cli.db_given = matches.value_source("db") != Some(clap::parser::ValueSource::DefaultValue);
     let json = cli.json;
     let result = match &cli.command {
         Command::Log { command } => match command {
@@ -104,6 +109,11 @@ fn main() -> ExitCode {
         Command::Lock { command } => commands::governance_more::lock(&cli, command),
         Command::Alert { command } => commands::governance_more::alert(&cli, command),
         Command::Flag { command } => commands::governance_more::flag(&cli, command),
+        Command::Snapshot { command } => match command {
+            args::SnapshotCommand::Export(a) => commands::snapshot::export(&cli, a),
+            args::SnapshotCommand::Verify(a) => commands::snapshot::verify(&cli, a),
+            args::SnapshotCommand::List => commands::snapshot::list(&cli),
+        },
         Command::Import {
             command: args::ImportCommand::MeshflowSqlite { path, wait },
         } => commands::audit::import_sqlite(&cli, path, *wait),

@@ -26,7 +26,8 @@
 //! system behind a trait (with a fault-injecting implementation for crash tests); [`log`] is the
 //! writer, the readers, recovery, verification and erasure; [`ledger`] is agents' steps on the
 //! log (per-run chains, the runs view and its checkpoints, exports, anchors); [`service`] is the
-//! writer service (Unix socket and HTTP API) that lets many processes append.
+//! writer service (Unix socket and HTTP API) that lets many processes append; [`snapshot`] is the
+//! compliance snapshots (deterministic ZIPs of the governance views at one offset).
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 #![warn(clippy::expect_used)]
@@ -44,6 +45,7 @@ pub mod governance;
 pub mod ledger;
 pub mod log;
 pub mod service;
+pub mod snapshot;
 pub mod storage;
 pub mod workload;
 

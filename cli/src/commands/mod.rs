@@ -8,3 +8,4 @@ pub mod governance_more;
 pub mod ledger;
 pub mod log;
 pub mod serve;
+pub mod snapshot;

@@ -33,11 +33,13 @@ pub enum Family {
     Alert,
     /// Feature flags and their rules.
     Flag,
+    /// The register of compliance snapshots taken (not a snapshot section).
+    Snapshot,
 }
 
 impl Family {
     /// Every family, in kind order.
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 11] = [
         Family::Policy,
         Family::Sla,
         Family::Vault,
@@ -48,6 +50,7 @@ impl Family {
         Family::Lock,
         Family::Alert,
         Family::Flag,
+        Family::Snapshot,
     ];
 
     /// The record kind of this family's events.
@@ -63,6 +66,7 @@ impl Family {
             Family::Lock => 0x8208,
             Family::Alert => 0x8209,
             Family::Flag => 0x820A,
+            Family::Snapshot => 0x820B,
         }
     }
 
@@ -88,6 +92,7 @@ impl Family {
             Family::Lock => "lock",
             Family::Alert => "alert",
             Family::Flag => "flag",
+            Family::Snapshot => "snapshot",
         }
     }
 

@@ -23,6 +23,7 @@ pub mod lineage;
 pub mod lock;
 pub mod policy;
 pub mod sla;
+pub mod snapshots;
 pub mod tenant;
 pub mod vault;
 
@@ -121,6 +122,9 @@ pub struct TenantViews {
     pub flag: flag::FlagState,
     /// The lineage graph.
     pub lineage: lineage::LineageState,
+    /// The compliance snapshots taken.
+    #[serde(default)]
+    pub snapshots: snapshots::SnapshotsState,
 }
 
 static EMPTY_VIEWS: std::sync::LazyLock<TenantViews> =
@@ -191,6 +195,7 @@ impl GovState {
             Family::Lock => self.of(tenant).lock.check(event),
             Family::Alert => self.of(tenant).alert.check(event),
             Family::Flag => self.of(tenant).flag.check(event),
+            Family::Snapshot => self.of(tenant).snapshots.check(event),
             Family::Tenant => {
                 if tenant != SYSTEM_TENANT {
                     return Err(format!(
@@ -226,6 +231,7 @@ impl GovState {
                 Family::Lock => views.lock.apply(event)?,
                 Family::Alert => views.alert.apply(event, offset)?,
                 Family::Flag => views.flag.apply(event, offset)?,
+                Family::Snapshot => views.snapshots.apply(event)?,
                 Family::Lineage => views.lineage.apply(event, slots, offset)?,
                 Family::Tenant => {}
             }

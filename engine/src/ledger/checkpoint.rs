@@ -708,8 +708,9 @@ pub mod governance {
 
     /// The view name in the file header.
     pub const VIEW: &str = "governance";
-    /// Version of the governance views' logic and state layout.
-    pub const LOGIC_VERSION: u32 = 1;
+    /// Version of the governance views' logic and state layout (2: lineage archives and the
+    /// snapshot register).
+    pub const LOGIC_VERSION: u32 = 2;
 
     /// The file name of the checkpoint at `offset`.
     pub fn file_name(offset: u64) -> String {
