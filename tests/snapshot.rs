@@ -63,7 +63,7 @@ fn rewrite(zip: &[u8], name: &str, edit: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
 }
 
 fn section(bundle: &SnapshotBundle, name: &str) -> Vec<Value> {
-    serde_json::from_slice(bundle.section(name).unwrap()).unwrap()
+    serde_json::from_slice(&bundle.section(name).unwrap()).unwrap()
 }
 
 fn add_basics(ledger: &Ledger) {

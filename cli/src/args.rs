@@ -424,8 +424,10 @@ pub struct BenchArgs {
     /// Phases to run, comma-separated: A, B, B64 (or B<W>), C, D (ledger only), E, S64 (or
     /// S<W>: B<W> through the writer service's socket; ledger only; P: policy evaluation over
     /// 1,000 rules; G: rebuilding every governance view from scratch; R / R10: reopening with
-    /// checkpoints the canonical log plus governance events, and 10× it). Default: A, B, B64,
-    /// C, D, E for the ledger, A, B, B64, C, E for the log.
+    /// checkpoints the canonical log plus governance events, and 10× it; F: forking a
+    /// 10,000-step run; X: anonymizing one run of phase A's log; Z: a compliance snapshot of
+    /// 100,000 governance records against serde_json + zip directly, with peak RSS). Default:
+    /// A, B, B64, C, D, E for the ledger, A, B, B64, C, E for the log.
     #[arg(long)]
     pub phases: Option<String>,
     /// Runs (R).
@@ -1163,7 +1165,7 @@ pub enum LineageCommand {
         source: String,
         /// Target node id.
         target: String,
-        /// derived_from, produced_by, consumed_by, uses, feeds, depends_on, forked_from.
+        /// derived_from, produced_by, consumed_by, uses, feeds, depends_on, forked_from, archived_to.
         #[arg(long, default_value = "derived_from")]
         relation: String,
         /// A JSON object of metadata.

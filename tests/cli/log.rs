@@ -63,15 +63,15 @@ fn demo_then_stats_verify_and_tail() {
     let (code, out, _) = run_meshflow(&["--db", db, "log", "verify", "--json"]);
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    // The demo's 309 records and the checkpoint-digest events (runs and governance views) its
-    // ledger appends on close.
-    assert_eq!(report["records"], 311);
+    // The demo's 309 records, the record of its compliance snapshot, and the
+    // checkpoint-digest events (runs and governance views) its ledger appends on close.
+    assert_eq!(report["records"], 312);
     // One step's input, then agent-03-run's 50 steps × 4 slots.
     assert_eq!(report["slots_erased"], 201);
     let (code, out, _) = run_meshflow(&["--db", db, "log", "stats", "--json"]);
     assert_eq!(code, 0);
     let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(stats["records"], 311);
+    assert_eq!(stats["records"], 312);
     assert_eq!(stats["head_hash"], report["head_hash"]);
     let (code, out, _) = run_meshflow(&[
         "--db", db, "log", "tail", "--from", "0", "--limit", "1000", "--json",
@@ -81,7 +81,7 @@ fn demo_then_stats_verify_and_tail() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 311);
+    assert_eq!(lines.len(), 312);
     assert_eq!(lines[0]["offset"], 0);
     let erased: Vec<&serde_json::Value> = lines
         .iter()
@@ -116,17 +116,27 @@ fn tampering_exits_1_and_damage_exits_3() {
     let (code, _, err) = run_meshflow(&["--db", db.to_str().unwrap(), "log", "verify"]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("corrupt"), "{err}");
-    // Tampering: change slot 1's content and rewrite its CRC; only the commitment catches it.
+    // Tampering: change a live slot 1's content and rewrite its CRC; only the commitment
+    // catches it. (The first step whose slot 1 is live: which agent's step comes first, and
+    // whether its run was anonymized, varies between demos.)
     let mut tampered = original.clone();
-    let view = frame::decode(&original[64..], 1 << 30).unwrap();
-    let range = view.slot_range(1).unwrap();
-    let SlotView::Live { salt, content } = view.slot(1).unwrap() else {
-        panic!("slot 1 is live")
+    let mut at = 64;
+    let (view, salt, content) = loop {
+        let view = frame::decode(&original[at..], 1 << 30).unwrap();
+        if view.slot_count() > 1 {
+            if let SlotView::Live { salt, content } = view.slot(1).unwrap() {
+                if !content.is_empty() {
+                    break (view, salt, content);
+                }
+            }
+        }
+        at += view.frame_len() as usize;
     };
+    let range = view.slot_range(1).unwrap();
     let mut forged = content.to_vec();
     forged[0] ^= 0x01;
     slot::encode_live(
-        &mut tampered[64 + range.start..64 + range.end],
+        &mut tampered[at + range.start..at + range.end],
         salt,
         &forged,
     )

@@ -29,6 +29,9 @@ enum Phase {
     F,
     /// Anonymizing one run of phase A's log.
     X,
+    /// Exporting a compliance snapshot of 100,000 governance records, against serde_json and
+    /// the zip crate directly.
+    Z,
 }
 
 fn parse_phases(text: &str, writers: Option<u64>) -> Result<Vec<Phase>> {
@@ -46,6 +49,7 @@ fn parse_phases(text: &str, writers: Option<u64>) -> Result<Vec<Phase>> {
             "R10" => Phase::R(10),
             "F" => Phase::F,
             "X" => Phase::X,
+            "Z" => Phase::Z,
             other if other.starts_with('S') => match other[1..].parse::<u64>() {
                 Ok(w) if w > 0 => Phase::SW(writers.unwrap_or(w)),
                 _ => bail!(UsageError(format!(
@@ -198,6 +202,47 @@ fn run_phase(
                 serde_json::json!({"peer": "meshflow", "phase": "X-log", "log_bytes": log_bytes,
                                    "erased_bytes": r.records,
                                    "erased_fraction": r.records as f64 / log_bytes.max(1) as f64})
+            )?;
+            return Ok(());
+        }
+        Phase::Z => {
+            let dir = root.join("phase-z");
+            remove_if_exists(&dir)?;
+            let m = bench::snapshot::phase_z(&dir, 100_000)?;
+            // The bar's memory is that of `meshflow snapshot export` on this log, alone in
+            // its process (this one holds the setup's memory).
+            let out = std::process::Command::new(std::env::current_exe()?)
+                .arg("--json")
+                .arg("--db")
+                .arg(&dir)
+                .args(["snapshot", "export", "--no-record", "--force", "--output"])
+                .arg(dir.join("cli.zip"))
+                .output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "snapshot export failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let started_cli: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            remove_if_exists(&dir)?;
+            emit(&m.export)?;
+            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "peer": "meshflow", "phase": "Z-baseline",
+                    "records": m.export.records,
+                    "export_secs": m.export.secs,
+                    "baseline_secs": m.baseline_secs,
+                    "ratio": m.export.secs / m.baseline_secs.max(f64::MIN_POSITIVE),
+                    "peak_rss_mib_in_bench_process": mib(m.export_peak_rss),
+                    "rss_mib_before_in_bench_process": mib(m.before_rss),
+                    "peak_rss_mib_of_cli_export_process":
+                        mib(started_cli["peak_rss_bytes"].as_u64().unwrap_or(0)),
+                    "zip_bytes": m.zip_bytes,
+                })
             )?;
             return Ok(());
         }

@@ -100,6 +100,8 @@ pub fn export(cli: &Cli, args: &SnapshotExportArgs) -> Result<u8> {
                 "log_offset": manifest.log_offset,
                 "manifest_sha256": manifest_sha256,
                 "recorded": !args.no_record,
+                // This process's peak resident set (VmHWM), for `bench --phases Z`.
+                "peak_rss_bytes": meshflow_engine::bench::snapshot::peak_rss(),
             })
         )?;
     } else {

@@ -22,9 +22,10 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::format::hex;
+use crate::governance::GovState;
 use crate::ledger::{Ledger, LedgerError};
 
-pub use sections::{section_records, SORT_KEYS};
+pub use sections::{section_bytes, section_records, SORT_KEYS};
 pub use zipfile::{read_zip, ReadLimits, SnapshotFile};
 
 /// The manifest's `format`.
@@ -134,12 +135,60 @@ impl SnapshotManifest {
     }
 }
 
-/// A snapshot in memory: its manifest and its sections' bytes, in order.
+/// A snapshot in memory: its manifest and its sections, each held compressed (a one-entry ZIP
+/// of `<name>.json`), in order. Building a section serialises it, hashes it and compresses it;
+/// its records and uncompressed bytes are dropped at once, so memory holds one section at a
+/// time, plus the compressed ones.
 #[derive(Debug, Clone)]
 pub struct SnapshotBundle {
     /// The manifest (sections, counts and hashes follow [`SnapshotBundle::add_section`]).
     pub manifest: SnapshotManifest,
-    sections: Vec<(String, Vec<u8>)>,
+    sections: Vec<Section>,
+}
+
+/// One section, ready for the ZIP.
+#[derive(Debug, Clone)]
+pub struct Section {
+    name: String,
+    records: u64,
+    sha256: String,
+    /// A ZIP holding the one entry `<name>.json`, compressed as the snapshot stores it.
+    staged: Vec<u8>,
+}
+
+impl Section {
+    /// Serialises `records` (a pretty-printed JSON array and a newline), hashes and
+    /// compresses them.
+    pub fn build(name: &str, records: &[Value]) -> Result<Section, LedgerError> {
+        let mut bytes = serde_json::to_vec_pretty(records).unwrap_or_else(|_| b"[]".to_vec());
+        bytes.push(b'\n');
+        Section::from_bytes(name, records.len() as u64, &bytes)
+    }
+
+    /// A section from its file bytes (a JSON array of `records` records), hashed and
+    /// compressed.
+    pub fn from_bytes(name: &str, records: u64, bytes: &[u8]) -> Result<Section, LedgerError> {
+        let sha256 = hex(&Sha256::digest(bytes));
+        let entry = format!("{name}.json");
+        let staged =
+            zipfile::write(std::io::Cursor::new(Vec::new()), &[(entry, bytes)])?.into_inner();
+        Ok(Section {
+            name: name.to_string(),
+            records,
+            sha256,
+            staged,
+        })
+    }
+
+    /// The section's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its uncompressed bytes.
+    pub fn bytes(&self) -> Result<Vec<u8>, LedgerError> {
+        zipfile::read_one(&self.staged)
+    }
 }
 
 impl SnapshotBundle {
@@ -155,23 +204,27 @@ impl SnapshotBundle {
     }
 
     /// Adds (or replaces) section `name` holding `records`: a pretty-printed JSON array.
-    pub fn add_section(&mut self, name: &str, records: &[Value]) {
-        let mut bytes = serde_json::to_vec_pretty(records).unwrap_or_else(|_| b"[]".to_vec());
-        bytes.push(b'\n');
-        let digest = hex(&Sha256::digest(&bytes));
-        match self.sections.iter_mut().find(|(n, _)| n == name) {
-            Some(section) => section.1 = bytes,
-            None => {
-                self.sections.push((name.to_string(), bytes));
-                self.manifest.sections.push(name.to_string());
-            }
-        }
+    pub fn add_section(&mut self, name: &str, records: &[Value]) -> Result<(), LedgerError> {
+        self.add_built(Section::build(name, records)?);
+        Ok(())
+    }
+
+    /// Adds (or replaces) a section built with [`Section::build`].
+    pub fn add_built(&mut self, section: Section) {
+        let name = section.name.clone();
         self.manifest
             .record_counts
-            .insert(name.to_string(), Value::from(records.len() as u64));
+            .insert(name.clone(), Value::from(section.records));
         self.manifest
             .section_sha256
-            .insert(name.to_string(), Value::String(digest));
+            .insert(name.clone(), Value::String(section.sha256.clone()));
+        match self.sections.iter_mut().find(|s| s.name == name) {
+            Some(existing) => *existing = section,
+            None => {
+                self.sections.push(section);
+                self.manifest.sections.push(name);
+            }
+        }
     }
 
     /// The records of every section.
@@ -183,24 +236,20 @@ impl SnapshotBundle {
             .sum()
     }
 
-    /// A section's bytes.
-    pub fn section(&self, name: &str) -> Option<&[u8]> {
+    /// A section's uncompressed bytes.
+    pub fn section(&self, name: &str) -> Option<Vec<u8>> {
         self.sections
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, b)| b.as_slice())
+            .find(|s| s.name == name)
+            .and_then(|s| s.bytes().ok())
     }
 
     /// Writes the ZIP: `manifest.json`, then each section as `<name>.json`, Deflate, fixed
-    /// entry times and permissions.
+    /// entry times and permissions (the sections' compressed data copied as it is).
     pub fn write_zip<W: Write + Seek>(&self, out: W) -> Result<W, LedgerError> {
-        let mut entries: Vec<(String, &[u8])> = Vec::with_capacity(self.sections.len() + 1);
         let manifest = self.manifest.to_bytes();
-        entries.push((MANIFEST.to_string(), &manifest));
-        for (name, bytes) in &self.sections {
-            entries.push((format!("{name}.json"), bytes));
-        }
-        zipfile::write(out, &entries)
+        let staged: Vec<&[u8]> = self.sections.iter().map(|s| s.staged.as_slice()).collect();
+        zipfile::write_with_staged(out, &manifest, &staged)
     }
 
     /// The ZIP's bytes.
@@ -214,7 +263,16 @@ impl SnapshotBundle {
     /// (hard-linked when `force` is off, so an existing file is never replaced; it is a
     /// `Conflict`). A failure leaves no partial file under `path`.
     pub fn write_file(&self, path: &Path, force: bool) -> Result<(), LedgerError> {
-        zipfile::write_file(path, force, |file| self.write_zip(file).map(|_| ()))
+        zipfile::write_file(path, force, |file| {
+            self.write_zip(std::io::BufWriter::new(file)).and_then(|w| {
+                w.into_inner().map(|_| ()).map_err(|e| {
+                    LedgerError::Log(crate::Error::io(
+                        "writing a snapshot".to_string(),
+                        e.into_error(),
+                    ))
+                })
+            })
+        })
     }
 }
 
@@ -263,9 +321,6 @@ impl<'a> SnapshotExporter<'a> {
     /// Builds the snapshot. A view that cannot be built fails the export, naming it.
     pub fn export(&self, options: &SnapshotOptions) -> Result<SnapshotBundle, LedgerError> {
         let offset = self.resolve(options.at)?;
-        // A view that cannot be built fails the export: the error names the record and the
-        // view's family (`a policy event that does not apply: …`) or the damaged frame.
-        let state = self.ledger.governance_at(offset)?;
         let snapshot_id = options
             .snapshot_id
             .clone()
@@ -302,12 +357,57 @@ impl<'a> SnapshotExporter<'a> {
             checkpoint: crate::ledger::anchor::latest_note(self.ledger.dir(), offset),
         };
         let mut bundle = SnapshotBundle::new(manifest);
-        for name in SECTIONS {
-            let records = section_records(&state, &options.scope, name, created_at);
-            bundle.add_section(name, &records);
+        // At the durable end the handle's own views serve (no rebuild); a past offset is
+        // rebuilt from the events below it. A view that cannot be built fails the export:
+        // the error names the record and the view's family (`a policy event that does not
+        // apply: …`) or the damaged frame.
+        let built = self.ledger.with_governance(|g| {
+            (g.next_offset() == offset).then(|| build_sections(g, &options.scope, created_at))
+        })?;
+        let sections = match built {
+            Some(sections) => sections?,
+            None => build_sections(
+                &self.ledger.governance_at(offset)?,
+                &options.scope,
+                created_at,
+            )?,
+        };
+        for section in sections {
+            bundle.add_built(section);
         }
         Ok(bundle)
     }
+}
+
+/// Every section of `state` for `scope`, in order, built on two threads (each takes the next
+/// section not taken yet; one section's records are in memory per thread at a time).
+fn build_sections(state: &GovState, scope: &Scope, now: f64) -> Result<Vec<Section>, LedgerError> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> Result<Vec<(usize, Section)>, LedgerError> {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(name) = SECTIONS.get(i) else {
+                return Ok(done);
+            };
+            let (records, bytes) = section_bytes(state, scope, name, now);
+            done.push((i, Section::from_bytes(name, records, &bytes)?));
+        }
+    };
+    let (mine, theirs) = std::thread::scope(|scope| {
+        let other = scope.spawn(work);
+        let mine = work();
+        let theirs = other.join().unwrap_or_else(|_| {
+            Err(LedgerError::Invalid {
+                reason: "a snapshot section's thread failed".to_string(),
+            })
+        });
+        (mine, theirs)
+    });
+    let mut all: Vec<(usize, Section)> = mine?;
+    all.extend(theirs?);
+    all.sort_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, s)| s).collect())
 }
 
 /// The global chain hash of record `offset − 1`, hex (empty for offset 0).
@@ -459,9 +559,8 @@ pub fn verify(file: &SnapshotFile, ledger: Option<&Ledger>) -> Result<VerifyRepo
         if !SECTIONS.contains(&name.as_str()) {
             continue;
         }
-        let mut expected = SnapshotBundle::new(m.clone());
-        expected.add_section(name, &section_records(&state, &scope, name, m.created_at));
-        if expected.section(name) != Some(bytes.as_slice()) {
+        let (_, expected) = section_bytes(&state, &scope, name, m.created_at);
+        if expected != *bytes {
             report.problems.push(format!(
                 "section '{name}' differs from the log's state at offset {}",
                 m.log_offset

@@ -47,51 +47,105 @@ pub const SORT_KEYS: [(&str, &[(&str, bool)]); 13] = [
 /// own registry record carries a `tenant` key. An unknown name has no records.
 pub fn section_records(state: &GovState, scope: &Scope, name: &str, now: f64) -> Vec<Value> {
     let mut records = Vec::new();
+    for_each_record(state, scope, name, now, &mut |r| records.push(r));
+    if let Some((_, keys)) = SORT_KEYS.iter().find(|(n, _)| *n == name) {
+        sort_records(&mut records, keys);
+    }
+    records
+}
+
+/// Section `name`'s file bytes and record count: exactly `to_vec_pretty` of
+/// [`section_records`] and a newline, built one record at a time (each record is serialised
+/// as soon as it is made, so the section's records never all exist as JSON values at once).
+pub fn section_bytes(state: &GovState, scope: &Scope, name: &str, now: f64) -> (u64, Vec<u8>) {
+    let keys: &[(&str, bool)] = SORT_KEYS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(&[], |(_, k)| k);
+    let mut items: Vec<(Vec<Key>, Vec<u8>)> = Vec::new();
+    for_each_record(state, scope, name, now, &mut |r| {
+        let key = keys.iter().map(|(k, _)| Key::of(r.get(k))).collect();
+        items.push((key, element_bytes(&r)));
+    });
+    items.sort_by(|(a, _), (b, _)| compare_keys(a, b, keys));
+    let mut out = Vec::with_capacity(items.iter().map(|(_, b)| b.len() + 4).sum::<usize>() + 4);
+    if items.is_empty() {
+        out.extend_from_slice(b"[]");
+    } else {
+        out.extend_from_slice(b"[\n  ");
+        for (i, (_, bytes)) in items.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b",\n  ");
+            }
+            out.extend_from_slice(bytes);
+        }
+        out.extend_from_slice(b"\n]");
+    }
+    out.push(b'\n');
+    (items.len() as u64, out)
+}
+
+/// A record as an element of a pretty-printed top-level array: pretty JSON with every line
+/// after the first indented two more spaces (JSON text has no raw newline but formatting's).
+fn element_bytes(record: &Value) -> Vec<u8> {
+    let pretty = serde_json::to_vec_pretty(record).unwrap_or_default();
+    let mut out = Vec::with_capacity(pretty.len() + pretty.len() / 8);
+    for &b in &pretty {
+        out.push(b);
+        if b == b'\n' {
+            out.extend_from_slice(b"  ");
+        }
+    }
+    out
+}
+
+fn for_each_record(
+    state: &GovState,
+    scope: &Scope,
+    name: &str,
+    now: f64,
+    emit: &mut dyn FnMut(Value),
+) {
     if name == "tenants" {
         for t in state.tenants().list("") {
             if matches!(scope, Scope::Tenant(id) if *id != t.tenant_id) {
                 continue;
             }
-            records.push(t.to_json());
+            emit(t.to_json());
         }
-    } else {
-        let tenants: Vec<&str> = match scope {
-            Scope::Tenant(t) => vec![t.as_str()],
-            Scope::All => state.tenant_ids().filter(|t| *t != SYSTEM_TENANT).collect(),
-        };
-        for tenant in tenants {
-            let from = records.len();
-            tenant_records(state.of(tenant), name, now, &mut records);
+        return;
+    }
+    let tenants: Vec<&str> = match scope {
+        Scope::Tenant(t) => vec![t.as_str()],
+        Scope::All => state.tenant_ids().filter(|t| *t != SYSTEM_TENANT).collect(),
+    };
+    for tenant in tenants {
+        let mut tag = |mut r: Value| {
             if *scope == Scope::All {
-                for r in records.iter_mut().skip(from) {
-                    if let Value::Object(map) = r {
-                        map.insert("tenant".to_string(), Value::String(tenant.to_string()));
-                    }
+                if let Value::Object(map) = &mut r {
+                    map.insert("tenant".to_string(), Value::String(tenant.to_string()));
                 }
             }
-        }
+            emit(r);
+        };
+        tenant_records(state.of(tenant), name, now, &mut tag);
     }
-    if let Some((_, keys)) = SORT_KEYS.iter().find(|(n, _)| *n == name) {
-        records.sort_by(|a, b| compare(a, b, keys));
-    }
-    records
 }
 
-fn tenant_records(views: &TenantViews, name: &str, now: f64, out: &mut Vec<Value>) {
+fn tenant_records(views: &TenantViews, name: &str, now: f64, emit: &mut dyn FnMut(Value)) {
+    let mut all = |values: &mut dyn Iterator<Item = Value>| values.for_each(&mut *emit);
     match name {
-        "identities" => out.extend(views.identity.list(false).iter().map(|i| i.to_json())),
-        "lineage_nodes" => out.extend(views.lineage.nodes().iter().map(|n| n.to_json())),
-        "lineage_edges" => out.extend(views.lineage.edges().iter().map(|e| e.to_json())),
-        "canary_experiments" => out.extend(views.canary.list().iter().map(|e| e.to_json())),
-        "locks" => out.extend(views.lock.list(false, now).iter().map(|l| l.to_json(now))),
-        "alerts" => out.extend(
-            views
-                .alert
-                .list("", "", usize::MAX)
-                .iter()
-                .map(|a| a.to_json()),
-        ),
-        "feature_flags" => out.extend(views.flag.list().iter().map(|f| {
+        "identities" => all(&mut views.identity.list(false).iter().map(|i| i.to_json())),
+        "lineage_nodes" => all(&mut views.lineage.nodes().iter().map(|n| n.to_json())),
+        "lineage_edges" => all(&mut views.lineage.edges().iter().map(|e| e.to_json())),
+        "canary_experiments" => all(&mut views.canary.list().iter().map(|e| e.to_json())),
+        "locks" => all(&mut views.lock.list(false, now).iter().map(|l| l.to_json(now))),
+        "alerts" => all(&mut views
+            .alert
+            .list("", "", usize::MAX)
+            .iter()
+            .map(|a| a.to_json())),
+        "feature_flags" => all(&mut views.flag.list().iter().map(|f| {
             // The reference's keys (`default_val`), and the rules it left out (W11).
             match f.to_json() {
                 Value::Object(map) => Value::Object(
@@ -105,10 +159,10 @@ fn tenant_records(views: &TenantViews, name: &str, now: f64, out: &mut Vec<Value
                 other => other,
             }
         })),
-        "policy_rules" => out.extend(views.policy.list("", false).iter().map(|r| r.to_json())),
-        "sla_contracts" => out.extend(views.sla.contracts().iter().map(|c| c.to_json())),
-        "sla_breaches" => out.extend(views.sla.all_breaches().iter().map(|b| b.to_json())),
-        "vault_secrets_metadata" => out.extend(views.vault.list("").iter().map(|s| {
+        "policy_rules" => all(&mut views.policy.list("", false).iter().map(|r| r.to_json())),
+        "sla_contracts" => all(&mut views.sla.contracts().iter().map(|c| c.to_json())),
+        "sla_breaches" => all(&mut views.sla.all_breaches().iter().map(|b| b.to_json())),
+        "vault_secrets_metadata" => all(&mut views.vault.list("").iter().map(|s| {
             // Metadata only: the reference's seven keys, never a value or ciphertext.
             json!({
                 "secret_id": s.secret_id, "name": s.name, "category": s.category,
@@ -116,40 +170,72 @@ fn tenant_records(views: &TenantViews, name: &str, now: f64, out: &mut Vec<Value
                 "created_at": s.created_at, "rotated_at": s.rotated_at,
             })
         })),
-        "vault_audit" => out.extend(views.vault.all_audit().iter().map(|a| a.to_json())),
+        "vault_audit" => all(&mut views.vault.all_audit().iter().map(|a| a.to_json())),
         _ => {}
     }
 }
 
-/// Orders two records by `keys`: numbers numerically, strings bytewise, null first.
-fn compare(a: &Value, b: &Value, keys: &[(&str, bool)]) -> Ordering {
-    for (key, descending) in keys {
-        let order = compare_values(a.get(key), b.get(key));
+/// A sort field's value, taken out of its record once (not looked up per comparison).
+#[derive(Debug, Clone, PartialEq)]
+enum Key {
+    Null,
+    Bool(bool),
+    Number(f64),
+    Text(String),
+    Other,
+}
+
+impl Key {
+    fn of(v: Option<&Value>) -> Key {
+        match v {
+            None | Some(Value::Null) => Key::Null,
+            Some(Value::Bool(b)) => Key::Bool(*b),
+            Some(Value::Number(n)) => Key::Number(n.as_f64().unwrap_or(0.0)),
+            Some(Value::String(s)) => Key::Text(s.clone()),
+            Some(_) => Key::Other,
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Key::Null => 0,
+            Key::Bool(_) => 1,
+            Key::Number(_) => 2,
+            Key::Text(_) => 3,
+            Key::Other => 4,
+        }
+    }
+
+    /// Numbers numerically, strings bytewise, null first.
+    fn cmp(&self, other: &Key) -> Ordering {
+        match (self, other) {
+            (Key::Number(x), Key::Number(y)) => x.total_cmp(y),
+            (Key::Text(x), Key::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+            (Key::Bool(x), Key::Bool(y)) => x.cmp(y),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+
+/// Sorts records by `keys` (field, descending), stably.
+fn sort_records(records: &mut Vec<Value>, keys: &[(&str, bool)]) {
+    let mut keyed: Vec<(Vec<Key>, Value)> = std::mem::take(records)
+        .into_iter()
+        .map(|r| (keys.iter().map(|(k, _)| Key::of(r.get(k))).collect(), r))
+        .collect();
+    keyed.sort_by(|(a, _), (b, _)| compare_keys(a, b, keys));
+    records.extend(keyed.into_iter().map(|(_, r)| r));
+}
+
+fn compare_keys(a: &[Key], b: &[Key], keys: &[(&str, bool)]) -> Ordering {
+    for ((x, y), (_, descending)) in a.iter().zip(b).zip(keys) {
+        let order = x.cmp(y);
         let order = if *descending { order.reverse() } else { order };
         if order != Ordering::Equal {
             return order;
         }
     }
     Ordering::Equal
-}
-
-fn compare_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
-    let rank = |v: Option<&Value>| match v {
-        None | Some(Value::Null) => 0,
-        Some(Value::Bool(_)) => 1,
-        Some(Value::Number(_)) => 2,
-        Some(Value::String(_)) => 3,
-        Some(_) => 4,
-    };
-    match (a, b) {
-        (Some(Value::Number(x)), Some(Value::Number(y))) => x
-            .as_f64()
-            .unwrap_or(0.0)
-            .total_cmp(&y.as_f64().unwrap_or(0.0)),
-        (Some(Value::String(x)), Some(Value::String(y))) => x.as_bytes().cmp(y.as_bytes()),
-        (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
-        _ => rank(a).cmp(&rank(b)),
-    }
 }
 
 #[cfg(test)]
@@ -168,16 +254,67 @@ mod tests {
     }
 
     #[test]
+    fn streamed_section_bytes_equal_pretty_printing_the_records() {
+        // Proves section_bytes (one record at a time) gives exactly to_vec_pretty of the
+        // sorted records, for empty and non-empty sections, nested arrays, empty objects and
+        // strings holding newlines.
+        let mut state = GovState::default();
+        let rule = crate::governance::policy::events::add(
+            "r1",
+            "rule",
+            "deny",
+            &[],
+            3,
+            "",
+            "multi\nline",
+            true,
+            1.0,
+        )
+        .unwrap();
+        state.apply("t", &rule, &[], 0).unwrap();
+        let flag = crate::governance::flag::events::define(
+            "f1",
+            "beta",
+            "string",
+            json!("x\ny"),
+            "",
+            true,
+            100,
+            2.0,
+        )
+        .unwrap();
+        state.apply("t", &flag, &[], 1).unwrap();
+        let scope = Scope::Tenant("t".to_string());
+        for name in super::super::SECTIONS {
+            let records = section_records(&state, &scope, name, 5.0);
+            let mut expected = serde_json::to_vec_pretty(&records).unwrap();
+            expected.push(b'\n');
+            let (count, bytes) = section_bytes(&state, &scope, name, 5.0);
+            assert_eq!(count, records.len() as u64, "{name}");
+            assert_eq!(
+                String::from_utf8(bytes).unwrap(),
+                String::from_utf8(expected).unwrap(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn records_sort_by_their_keys() {
         // Proves descending and ascending keys, numbers and strings, and the tie-break.
         let keys: &[(&str, bool)] = &[("priority", true), ("rule_id", false)];
-        let mut v = [
+        let mut v = vec![
             json!({"priority": 1, "rule_id": "b"}),
             json!({"priority": 5, "rule_id": "z"}),
             json!({"priority": 1, "rule_id": "a"}),
+            json!({"rule_id": "n"}),
         ];
-        v.sort_by(|a, b| compare(a, b, keys));
+        sort_records(&mut v, keys);
         let ids: Vec<&str> = v.iter().map(|r| r["rule_id"].as_str().unwrap()).collect();
-        assert_eq!(ids, ["z", "a", "b"]);
+        assert_eq!(
+            ids,
+            ["z", "a", "b", "n"],
+            "a missing priority sorts as null: last when descending"
+        );
     }
 }

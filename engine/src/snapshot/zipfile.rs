@@ -39,6 +39,46 @@ pub(super) fn write<W: Write + Seek>(
     zip.finish().map_err(|e| zip_error("writing a snapshot", e))
 }
 
+/// Writes a ZIP of `manifest` as [`MANIFEST`], then the entries of each staged one-entry ZIP,
+/// copied compressed as they are.
+pub(super) fn write_with_staged<W: Write + Seek>(
+    out: W,
+    manifest: &[u8],
+    staged: &[&[u8]],
+) -> Result<W, LedgerError> {
+    let mut zip = zip::ZipWriter::new(out);
+    zip.start_file(MANIFEST, entry_options())
+        .map_err(|e| zip_error("writing a snapshot", e))?;
+    zip.write_all(manifest)
+        .map_err(|e| zip_error("writing a snapshot", e))?;
+    for archive in staged {
+        let mut source = zip::ZipArchive::new(std::io::Cursor::new(*archive))
+            .map_err(|e| zip_error("staging a snapshot section", e))?;
+        for i in 0..source.len() {
+            let entry = source
+                .by_index_raw(i)
+                .map_err(|e| zip_error("staging a snapshot section", e))?;
+            zip.raw_copy_file(entry)
+                .map_err(|e| zip_error("writing a snapshot", e))?;
+        }
+    }
+    zip.finish().map_err(|e| zip_error("writing a snapshot", e))
+}
+
+/// The uncompressed bytes of the only entry of a staged one-entry ZIP.
+pub(super) fn read_one(staged: &[u8]) -> Result<Vec<u8>, LedgerError> {
+    let mut source = zip::ZipArchive::new(std::io::Cursor::new(staged))
+        .map_err(|e| zip_error("reading a staged section", e))?;
+    let mut entry = source
+        .by_index(0)
+        .map_err(|e| zip_error("reading a staged section", e))?;
+    let mut bytes = Vec::new();
+    entry
+        .read_to_end(&mut bytes)
+        .map_err(|e| zip_error("reading a staged section", e))?;
+    Ok(bytes)
+}
+
 /// Writes a file through `fill`: a temporary file beside `path` (create-new), fsynced, then
 /// renamed over `path` (`force`) or hard-linked to it (which fails when it exists), and the
 /// directory fsynced. On any failure the temporary file is removed and `path` is untouched.
