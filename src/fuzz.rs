@@ -135,3 +135,115 @@ pub fn ledger_inputs(data: &[u8]) {
         }
     }
 }
+
+/// The legacy import's row decoding on arbitrary bytes: fields split on NUL, the reference's
+/// gzip+base64 output decoding (never a panic, whatever the text) and the legacy-v1 entry
+/// hash (64 lower-case hex digits for any fields).
+pub fn legacy_rows(data: &[u8]) {
+    use meshflow_engine::ledger::import::decompress;
+    use meshflow_engine::ledger::legacy_v1::{entry_hash, LegacyFields};
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.split('\0');
+    let mut next = || parts.next().unwrap_or("");
+    let (run, step, node, input, output, verdict, ts, prev) = (
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+    );
+    let output = decompress(output);
+    let hash = entry_hash(&LegacyFields {
+        run_id: run,
+        step_id: step,
+        node_id: node,
+        input_task: input,
+        output_content: &output,
+        verdict,
+        blocked: data.first().is_some_and(|b| b & 1 == 1),
+        timestamp: ts,
+        prev_hash: prev,
+    });
+    assert_eq!(hash.len(), 64, "a legacy entry hash is 64 hex digits");
+    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()));
+}
+
+/// Policy conditions and evaluation on arbitrary JSON: `{"rules": [[conditions...], ...],
+/// "context": {...}}`; conditions parse or are refused, rules that parse are added, and the
+/// evaluation of any context gives a verdict (deny-overrides) without a panic.
+pub fn policy_conditions(data: &[u8]) {
+    use meshflow_engine::governance::policy::{self, Condition, PolicyState};
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let mut state = PolicyState::default();
+    let rules = value
+        .get("rules")
+        .and_then(|r| r.as_array())
+        .cloned()
+        .unwrap_or_default();
+    for (i, rule) in rules.iter().enumerate().take(64) {
+        let conditions: Vec<Condition> = rule
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter_map(|c| Condition::from_json(c).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let action = ["deny", "allow", "log"][i % 3];
+        if let Ok(event) = policy::events::add(
+            &format!("r{i}"),
+            &format!("rule-{i}"),
+            action,
+            &conditions,
+            (i % 7) as i64,
+            "",
+            "",
+            true,
+            i as f64,
+        ) {
+            let _ = state.apply(&event, i as u64);
+        }
+    }
+    let context = value
+        .get("context")
+        .and_then(|c| c.as_object())
+        .cloned()
+        .unwrap_or_default();
+    let verdict = state.evaluate(&context, "");
+    let _ = verdict.to_json();
+    for c in rules
+        .iter()
+        .flat_map(|r| r.as_array().cloned().unwrap_or_default())
+    {
+        if let Ok(c) = Condition::from_json(&c) {
+            let _ = c.matches(&context);
+        }
+    }
+}
+
+/// The writer protocol's request parser on arbitrary bytes: a request or a refusal, never a
+/// panic.
+pub fn protocol_requests(data: &[u8]) {
+    let _ = meshflow_engine::service::protocol::parse_request(data);
+}
+
+/// Snapshot ZIP reading and verification (without a log) on arbitrary bytes, with small
+/// limits: a snapshot or one error, and a report for any snapshot that reads.
+pub fn snapshot_zip(data: &[u8]) {
+    use meshflow_engine::snapshot::{read_zip, verify, ReadLimits};
+    let limits = ReadLimits {
+        max_entries: 32,
+        max_entry_bytes: 1 << 20,
+        max_total_bytes: 4 << 20,
+    };
+    if let Ok(file) = read_zip(std::io::Cursor::new(data), limits) {
+        if let Ok(report) = verify(&file, None) {
+            let _ = report.valid();
+        }
+    }
+}

@@ -44,3 +44,39 @@ fn ledger_inputs_corpus_never_panics() {
         "corpus is empty"
     );
 }
+
+#[test]
+fn legacy_rows_corpus_never_panics() {
+    // Proves every kept input of the legacy import's row decoding (gzip+base64 outputs) and the legacy-v1 entry hash still gives a value or an error.
+    assert!(
+        replay("legacy_rows", meshflow_suite::fuzz::legacy_rows) > 0,
+        "corpus is empty"
+    );
+}
+
+#[test]
+fn policy_conditions_corpus_never_panics() {
+    // Proves every kept input of policy conditions parsed, rules added and contexts evaluated from arbitrary JSON still gives a value or an error.
+    assert!(
+        replay("policy_conditions", meshflow_suite::fuzz::policy_conditions) > 0,
+        "corpus is empty"
+    );
+}
+
+#[test]
+fn protocol_requests_corpus_never_panics() {
+    // Proves every kept input of the writer protocol's request parser still gives a value or an error.
+    assert!(
+        replay("protocol_requests", meshflow_suite::fuzz::protocol_requests) > 0,
+        "corpus is empty"
+    );
+}
+
+#[test]
+fn snapshot_zip_corpus_never_panics() {
+    // Proves every kept input of snapshot ZIP reading (with limits) and verification without a log still gives a value or an error.
+    assert!(
+        replay("snapshot_zip", meshflow_suite::fuzz::snapshot_zip) > 0,
+        "corpus is empty"
+    );
+}

@@ -79,7 +79,7 @@ fn invalid(reason: String) -> LedgerError {
 
 /// base64 of gzip, as the reference stores outputs over 10,000 bytes; the stored text when it
 /// does not decode (the reference reads it so too).
-fn decompress(stored: &str) -> String {
+pub fn decompress(stored: &str) -> String {
     let Ok(gz) = base64::engine::general_purpose::STANDARD.decode(stored.trim()) else {
         return stored.to_string();
     };
