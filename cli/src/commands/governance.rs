@@ -562,6 +562,10 @@ fn secret_value(v: &SecretValue) -> Result<Vec<u8>> {
 /// Unlocks the tenant's vault; a wrong passphrase is audited (the only record written) and
 /// is an error.
 fn unlock(cli: &Cli, auth: &VaultAuth, op: &str, name: &str, wait: WaitLock) -> Result<VaultKey> {
+    // A malformed name is bad input (exit 2), refused before the passphrase is even tried.
+    if !name.is_empty() {
+        meshflow_engine::governance::event::check_name("a secret name", name).map_err(usage)?;
+    }
     let pass = passphrase(auth)?;
     let views = read_views(cli, &AtOffset::default())?;
     let kdf = views.vault(&cli.tenant).kdf().cloned().ok_or_else(|| {

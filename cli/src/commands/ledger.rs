@@ -1,7 +1,7 @@
 //! `meshflow append | runs | replay | trace`: writing steps and reading runs.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 
 use anyhow::{Context, Result};
 use meshflow_engine::ledger::export::{diff_json, report_json, step_json, summary_json};
@@ -156,13 +156,36 @@ pub fn append(cli: &Cli, args: &AppendArgs) -> Result<u8> {
     let mut reader = input;
     loop {
         line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .with_context(|| format!("reading line {}", line_no + 1))?;
+        // A line is read up to the limit only: a longer one is refused, not buffered whole.
+        let n = match (&mut reader).take(LINE_BYTES_MAX + 1).read_line(&mut line) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(meshflow_engine::Error::InvalidInput {
+                    reason: format!(
+                        "line {}: not UTF-8 ({appended} step(s) appended before it)",
+                        line_no + 1
+                    ),
+                }
+                .into())
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(format!("reading line {}", line_no + 1)))
+            }
+        };
         if n == 0 {
             break;
         }
         line_no += 1;
+        if n as u64 > LINE_BYTES_MAX {
+            return Err(anyhow::Error::from(meshflow_engine::Error::LimitExceeded {
+                what: "line bytes",
+                actual: n as u64,
+                max: LINE_BYTES_MAX,
+            })
+            .context(format!(
+                "line {line_no} ({appended} step(s) appended before it)"
+            )));
+        }
         let text = line.trim_end_matches(['\n', '\r']);
         if text.trim().is_empty() {
             continue;
@@ -282,6 +305,10 @@ fn status(steps: &[Step]) -> &'static str {
         "COMPLETED"
     }
 }
+
+/// The longest JSON Lines line `append` reads (a step's record is at most 16 MiB; its JSON text
+/// with escapes can be longer).
+const LINE_BYTES_MAX: u64 = 64 << 20;
 
 /// `meshflow replay RUN [--diff RUN_B]`
 pub fn replay(cli: &Cli, args: &ReplayArgs) -> Result<u8> {

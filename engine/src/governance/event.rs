@@ -219,7 +219,7 @@ impl<'a> Fields<'a> {
 }
 
 /// Checks an identifier or name: 1–128 bytes of UTF-8 without control characters (SPEC §4).
-pub(crate) fn check_name(what: &str, text: &str) -> Result<(), String> {
+pub fn check_name(what: &str, text: &str) -> Result<(), String> {
     if text.is_empty() || text.len() > 128 {
         return Err(format!("{what} must be 1–128 bytes (got {})", text.len()));
     }
