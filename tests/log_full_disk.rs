@@ -57,3 +57,78 @@ fn no_space_is_a_clear_error_and_the_log_recovers_when_space_returns() {
         report.record_count + 1
     );
 }
+
+/// Unmounts (lazily) on drop.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_real_full_tmpfs_fails_appends_with_no_space_and_recovers_when_space_returns() {
+    // Proves, on a 4 MiB tmpfs (mounted by the test when it runs as root; skipped with a
+    // message otherwise): ledger appends fail with a "no space" error, every acknowledged step
+    // is there after a reopen and every chain verifies, at most the failed batch beyond them,
+    // and once a file is removed appends work again.
+    use meshflow_engine::ledger::{Ledger, StepRequest};
+    use meshflow_engine::log::LogOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&mnt)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mounting a tmpfs needs root (the FaultyStorage test above still runs)");
+        return;
+    }
+    let _guard = Mounted(mnt.clone());
+    // A filler file to remove later, so space can return.
+    std::fs::write(mnt.join("filler"), vec![7u8; 512 << 10]).unwrap();
+    let db = mnt.join("db");
+    let step = |n: u64| StepRequest {
+        run_id: "r".to_string(),
+        node_id: format!("n{n}"),
+        node_kind: "llm".to_string(),
+        input_task: "x".repeat(2000),
+        output_content: "y".repeat(2000),
+        verdict: "commit".to_string(),
+        ..StepRequest::default()
+    };
+    const BATCH: u64 = 10;
+    let mut acked = 0u64;
+    let error = {
+        let (ledger, _) = Ledger::open(&db, LogOptions::default(), "default").unwrap();
+        loop {
+            let batch: Vec<StepRequest> = (acked..acked + BATCH).map(step).collect();
+            match ledger.append_batch(batch, Durability::Sync) {
+                Ok(r) => acked += r.len() as u64,
+                Err(e) => break e,
+            }
+            assert!(acked < 10_000, "the tmpfs never filled");
+        }
+    };
+    assert!(error.to_string().contains("no space"), "{error}");
+    assert!(acked > 0);
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    let (ledger, _) = Ledger::open(&db, LogOptions::default(), "default").unwrap();
+    let present = ledger.get_run("r").unwrap().len() as u64;
+    assert!(
+        present == acked || present == acked + BATCH,
+        "{present} steps present, {acked} acknowledged"
+    );
+    let (log_report, chains) = ledger.verify_all().unwrap();
+    assert!(chains.iter().all(|c| c.valid));
+    assert!(log_report.record_count >= present);
+    let r = ledger.append(step(present), Durability::Sync).unwrap();
+    assert_eq!(r.step_index, present);
+}
