@@ -104,6 +104,7 @@ pub(super) fn write_file(
         .ok_or_else(|| LedgerError::Invalid {
             reason: format!("{} names no file", path.display()),
         })?;
+    remove_stale_temporaries(&dir);
     let tmp = dir.join(format!(
         ".{name}.tmp-{}-{}",
         std::process::id(),
@@ -134,6 +135,33 @@ pub(super) fn write_file(
     })();
     let _ = std::fs::remove_file(&tmp);
     result
+}
+
+/// Removes `.<file>.tmp-<pid>-<uuid>` files left in `dir` by snapshot writers that were killed
+/// (their pid no longer runs), so an interrupted export leaves nothing behind once the next
+/// export into the directory runs.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(name) = file.to_str() else {
+            continue;
+        };
+        let Some((_, rest)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")) else {
+            continue;
+        };
+        let Some((pid, uuid)) = rest.split_once('-') else {
+            continue;
+        };
+        let (Ok(pid), true) = (pid.parse::<u32>(), uuid::Uuid::parse_str(uuid).is_ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Bounds on what [`read_zip`] reads.
