@@ -273,6 +273,29 @@ impl Ledger {
     ) -> Result<(Ledger, RecoveryReport), LedgerError> {
         check_handle_tenant(tenant)?;
         let (log, report) = Log::open(dir, options)?;
+        Ledger::open_on(log, report, dir, tenant)
+    }
+
+    /// [`Ledger::open`] with the log on any storage (the fault-injecting one in crash tests);
+    /// checkpoints and notes still live in `dir`. A checkpoint that the log does not bear out
+    /// (a crash image shorter than the checkpoint) is refused and the views rebuilt.
+    pub fn open_with_storage(
+        storage: std::sync::Arc<dyn crate::storage::Storage>,
+        dir: &Path,
+        options: LogOptions,
+        tenant: &str,
+    ) -> Result<(Ledger, RecoveryReport), LedgerError> {
+        check_handle_tenant(tenant)?;
+        let (log, report) = Log::open_with_storage(storage, options)?;
+        Ledger::open_on(log, report, dir, tenant)
+    }
+
+    fn open_on(
+        log: Log,
+        report: RecoveryReport,
+        dir: &Path,
+        tenant: &str,
+    ) -> Result<(Ledger, RecoveryReport), LedgerError> {
         let reader = log.reader();
         let (view, load_report) = load_view(dir, &reader)?;
         let last_checkpoint = load_report.checkpoint_offset.unwrap_or(0);
