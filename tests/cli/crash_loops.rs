@@ -392,8 +392,8 @@ fn sigkill_of_snapshot_export_never_leaves_a_partial_file() {
 }
 
 #[test]
-fn sigkill_of_serve_under_http_load_100_times_never_loses_an_acknowledged_step() {
-    // Proves: 100 times, `serve --http` takes single-step posts from two client threads and is
+fn sigkill_of_serve_under_http_load_200_times_never_loses_an_acknowledged_step() {
+    // Proves: 200 times, `serve --http` takes single-step posts from two client threads and is
     // SIGKILLed after a pseudo-random delay; every 200 a client got is in the log at its
     // acknowledged offset and index, and every chain verifies (checked every tenth time and
     // at the end).
@@ -402,7 +402,7 @@ fn sigkill_of_serve_under_http_load_100_times_never_loses_an_acknowledged_step()
     std::fs::create_dir_all(&db).unwrap();
     let mut rng = Rng(0x5851_f42d_4c95_7f2d);
     let acked = std::sync::Mutex::new(Vec::<Value>::new());
-    for iteration in 0..100u64 {
+    for iteration in 0..200u64 {
         let mut server = meshflow(&db, &["serve", "--http", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
