@@ -38,6 +38,19 @@ pub fn small_options() -> LogOptions {
     o
 }
 
+/// A xorshift generator for seeded test loops: the same sequence every run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number below `bound` (below 1 when `bound` is 0).
+    pub fn next(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound.max(1)
+    }
+}
+
 /// Runs the binary `bin` with `args` (and no `MESHFLOW_DB`); returns (exit code, stdout, stderr).
 pub fn run_binary(bin: &str, args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(bin)

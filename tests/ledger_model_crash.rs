@@ -18,17 +18,7 @@ use meshflow_engine::ledger::record::FieldValue;
 use meshflow_engine::ledger::{Ledger, LedgerError, StepRequest};
 use meshflow_engine::log::{Durability, LogOptions};
 use meshflow_engine::storage::faulty::{CrashMode, FaultyStorage};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound.max(1)
-    }
-}
+use meshflow_suite::Rng;
 
 /// What the ledger acknowledged.
 #[derive(Debug, Default, Clone)]

@@ -17,21 +17,10 @@ use std::time::Duration;
 use meshflow_engine::ledger::record::FieldValue;
 use meshflow_engine::ledger::{Ledger, LedgerError, StepRequest};
 use meshflow_engine::log::{Durability, LogOptions};
+use meshflow_suite::Rng;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_meshflow");
-
-/// A xorshift generator: the same points every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound.max(1)
-    }
-}
 
 fn meshflow(db: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
