@@ -709,10 +709,21 @@ pub mod governance {
     /// Appends `events` governance events (phase G's mix) to the ledger, buffered, through a
     /// pipelined appender, then syncs. Refused events (none in this mix) are skipped.
     fn write_events(ledger: &Ledger, events: u64, first: u64) -> Result<(), LedgerError> {
+        write_events_of(ledger, first..first + events, mixed_event)
+    }
+
+    /// Appends the events `event(i)` for `range` through the log's pipelined appender, buffered
+    /// (bypassing the sequencer's checks: the benches' events are valid by construction), then
+    /// syncs.
+    pub(super) fn write_events_of(
+        ledger: &Ledger,
+        range: std::ops::Range<u64>,
+        event: impl Fn(u64) -> Event,
+    ) -> Result<(), LedgerError> {
         let log = ledger.log().ok_or(LedgerError::ReadOnly)?;
         let mut appender = log.appender();
-        for i in first..first + events {
-            let e = mixed_event(i);
+        for i in range {
+            let e = event(i);
             appender.submit(
                 RecordInput::new(e.family.kind(), TENANT, e.encode()),
                 Durability::Buffered,
@@ -828,7 +839,7 @@ pub mod snapshot {
     use super::PhaseResult;
     use crate::governance::{alert, flag, identity, Event};
     use crate::ledger::{Ledger, LedgerError};
-    use crate::log::{Durability, LogOptions, RecordInput};
+    use crate::log::LogOptions;
     use crate::snapshot::{
         section_records, At, Scope, SnapshotExporter, SnapshotOptions, SECTIONS,
     };
@@ -923,22 +934,7 @@ pub mod snapshot {
     pub fn phase_z(dir: &Path, records: u64) -> Result<Measured, LedgerError> {
         {
             let ledger = Ledger::open(dir, LogOptions::default(), TENANT)?.0;
-            let log = ledger.log().ok_or(LedgerError::ReadOnly)?;
-            let mut appender = log.appender();
-            for i in 0..records {
-                let e = event(i);
-                appender.submit(
-                    RecordInput::new(e.family.kind(), TENANT, e.encode()),
-                    Durability::Buffered,
-                )?;
-                while appender.outstanding() > 4096 {
-                    let _ = appender.next_receipts();
-                }
-            }
-            while appender.outstanding() > 0 {
-                let _ = appender.next_receipts();
-            }
-            appender.sync()?;
+            super::governance::write_events_of(&ledger, 0..records, event)?;
         }
         let ledger = Ledger::open_read_only(dir, LogOptions::default(), TENANT)?;
         ledger.with_governance(|_| ())?;
