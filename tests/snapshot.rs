@@ -5,9 +5,7 @@
 
 use std::io::{Cursor, Read};
 
-use meshflow_engine::governance::{
-    alert, flag, lineage, lock, policy, sla, snapshots, tenant, vault, Event,
-};
+use meshflow_engine::governance::{alert, flag, lineage, lock, policy, sla, tenant, vault, Event};
 use meshflow_engine::ledger::{Ledger, LedgerError};
 use meshflow_engine::log::{Durability, Log, LogOptions, RecordInput};
 use meshflow_engine::snapshot::{
@@ -310,14 +308,7 @@ fn tampering_is_caught_alone_and_against_the_log() {
             .collect::<String>()
     };
     let m = &bundle.manifest;
-    let taken = snapshots::events::taken(
-        &m.snapshot_id,
-        &digest(&m.to_bytes()),
-        m.log_offset,
-        m.created_at,
-        &m.created_by,
-        9.0,
-    );
+    let taken = m.taken_event();
     ledger.append_event(&taken).unwrap();
     let check = |zip: &[u8], with_log: bool| {
         let file = read_zip(Cursor::new(zip), ReadLimits::default()).unwrap();

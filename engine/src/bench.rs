@@ -654,6 +654,22 @@ pub mod governance {
         }
     }
 
+    /// Alert `i` of the benches' event mixes (fired at time `i`).
+    pub(super) fn bench_alert(i: u64) -> Event {
+        alert::events::fire(
+            &format!("a{i}"),
+            "p99",
+            &format!("agent-{}", i % 16),
+            "latency_ms",
+            "gt",
+            100.0,
+            150.0,
+            "",
+            i as f64,
+        )
+        .unwrap_or_else(|_| policy::events::change("enable", "unreachable"))
+    }
+
     /// Governance event `i` of phase G's mix: rules, SLA observations, alerts, identities and
     /// lock cycles.
     fn mixed_event(i: u64) -> Event {
@@ -669,18 +685,7 @@ pub mod governance {
                 now,
             )
             .unwrap_or_else(|_| fallback()),
-            3 => alert::events::fire(
-                &format!("a{i}"),
-                "p99",
-                &format!("agent-{}", i % 16),
-                "latency_ms",
-                "gt",
-                100.0,
-                150.0,
-                "",
-                now,
-            )
-            .unwrap_or_else(|_| fallback()),
+            3 => bench_alert(i),
             4 => identity::events::register(
                 &format!("id{i}"),
                 &format!("bot-{i}"),
@@ -837,7 +842,7 @@ pub mod snapshot {
     use serde_json::{json, Map, Value};
 
     use super::PhaseResult;
-    use crate::governance::{alert, flag, identity, Event};
+    use crate::governance::{flag, identity, Event};
     use crate::ledger::{Ledger, LedgerError};
     use crate::log::LogOptions;
     use crate::snapshot::{
@@ -852,18 +857,7 @@ pub mod snapshot {
         let now = i as f64;
         let fallback = || crate::governance::policy::events::change("enable", "unreachable");
         match i % 4 {
-            0 => alert::events::fire(
-                &format!("a{i}"),
-                "p99",
-                &format!("agent-{}", i % 16),
-                "latency_ms",
-                "gt",
-                100.0,
-                150.0,
-                "",
-                now,
-            )
-            .unwrap_or_else(|_| fallback()),
+            0 => super::governance::bench_alert(i),
             1 => identity::events::register(
                 &format!("id{i}"),
                 &format!("bot-{i}"),

@@ -323,7 +323,6 @@ fn print_human(out: &mut impl Write, s: &serde_json::Value) -> Result<()> {
 /// in the log, reads it back and verifies it against the log.
 fn snapshot_and_verify(ledger: &Ledger, dir: &std::path::Path) -> Result<serde_json::Value> {
     use meshflow_engine::snapshot::{self, At, ReadLimits, Scope, SnapshotExporter};
-    use sha2::Digest;
     let path = PathBuf::from(format!("{}-snapshot.zip", dir.display()));
     let options = snapshot::SnapshotOptions {
         scope: Scope::Tenant("default".to_string()),
@@ -336,18 +335,7 @@ fn snapshot_and_verify(ledger: &Ledger, dir: &std::path::Path) -> Result<serde_j
     let bundle = SnapshotExporter::new(ledger).export(&options)?;
     bundle.write_file(&path, true)?;
     let m = &bundle.manifest;
-    let digest: String = sha2::Sha256::digest(m.to_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    ledger.append_event(&meshflow_engine::governance::snapshots::events::taken(
-        &m.snapshot_id,
-        &digest,
-        m.log_offset,
-        m.created_at,
-        &m.created_by,
-        meshflow_engine::governance::now_secs(),
-    ))?;
+    ledger.append_event(&m.taken_event())?;
     let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let read = snapshot::read_zip(std::io::BufReader::new(file), ReadLimits::default())?;
     let report = snapshot::verify(&read, Some(ledger))?;

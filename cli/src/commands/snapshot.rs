@@ -4,7 +4,6 @@ use std::io::Write;
 
 use anyhow::Result;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use meshflow_engine::governance::snapshots;
 use meshflow_engine::snapshot::{self, At, ReadLimits, Scope, SnapshotExporter, SnapshotOptions};
@@ -64,19 +63,9 @@ pub fn export(cli: &Cli, args: &SnapshotExportArgs) -> Result<u8> {
     let bundle = SnapshotExporter::new(&ledger).export(&options)?;
     bundle.write_file(&args.output, args.force)?;
     let manifest = &bundle.manifest;
-    let manifest_sha256: String = Sha256::digest(manifest.to_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let manifest_sha256 = manifest.sha256_hex();
     if !args.no_record {
-        let event = snapshots::events::taken(
-            &manifest.snapshot_id,
-            &manifest_sha256,
-            manifest.log_offset,
-            manifest.created_at,
-            &manifest.created_by,
-            meshflow_engine::governance::now_secs(),
-        );
+        let event = manifest.taken_event();
         if let Err(e) = super::governance::write_event(cli, &event, args.wait) {
             let _ = std::fs::remove_file(&args.output);
             return Err(e.context(format!(

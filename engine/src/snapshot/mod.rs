@@ -133,6 +133,23 @@ impl SnapshotManifest {
         out.push(b'\n');
         out
     }
+
+    /// SHA-256 of [`SnapshotManifest::to_bytes`], lower-case hex: what the log records.
+    pub fn sha256_hex(&self) -> String {
+        hex(&Sha256::digest(self.to_bytes()))
+    }
+
+    /// The snapshot register's event recording this snapshot (`docs/snapshot-format.md` §5).
+    pub fn taken_event(&self) -> crate::governance::Event {
+        crate::governance::snapshots::events::taken(
+            &self.snapshot_id,
+            &self.sha256_hex(),
+            self.log_offset,
+            self.created_at,
+            &self.created_by,
+            crate::governance::now_secs(),
+        )
+    }
 }
 
 /// A snapshot in memory: its manifest and its sections, each held compressed (a one-entry ZIP
@@ -587,6 +604,7 @@ pub fn verify(file: &SnapshotFile, ledger: Option<&Ledger>) -> Result<VerifyRepo
             .map(|t| t.manifest_sha256.clone())
     })?;
     if let Some(recorded) = recorded {
+        // The bytes as stored, not a re-serialisation of the parsed manifest.
         let ok = recorded == hex(&Sha256::digest(&file.manifest_bytes));
         report.manifest_recorded = Some(ok);
         if !ok {
